@@ -1,0 +1,81 @@
+"""The ``fileserver`` command: ``serve`` and ``backends``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from .backends import available_backends, load_backend
+from .config import load_settings
+from .errors import ConfigError, StoreError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fileserver", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--config", help="INI file (default: $FILESERVER_CONFIG)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--backend", help="storage backend name (default embedded)")
+    serve.add_argument("--data-dir", help="where the embedded store keeps data")
+    serve.add_argument("--max-upload-size", help="largest request body, e.g. 500M, 2G; 0 = none")
+    serve.add_argument("--threads", help="worker threads (default 8)")
+    commands.add_parser("backends", help="list the installed storage backends")
+    return parser
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .server import make_server, server_url
+
+    overrides = {key: getattr(args, key) for key in
+                 ("host", "port", "backend", "data_dir", "max_upload_size", "threads")}
+    settings = load_settings(args.config, overrides=overrides)
+    app = create_app(settings)
+    try:
+        server = make_server(app, settings)
+    except OSError as exc:
+        app.close()
+        raise ConfigError(f"host/port: cannot listen on {settings.host}:{settings.port}: "
+                          f"{exc.strerror}") from None
+    store = app.config["fileserver.store"]
+    print(f"fileserver: serving {server_url(server)} with the {settings.backend} backend, "
+          f"data in {store.location} (Ctrl-C stops)", flush=True)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        app.close()
+    print("fileserver: stopped", flush=True)
+    return 0
+
+
+def list_backends() -> int:
+    for name, entry in sorted(available_backends().items()):
+        try:
+            load_backend(name)
+            state = "ok"
+        except ConfigError as exc:
+            state = str(exc)
+        print(f"{name:12} {entry.value:45} {state}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return serve(args) if args.command == "serve" else list_backends()
+    except StoreError as exc:
+        print(f"fileserver: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,171 @@
+"""The /files routes: raw HTTP for curl and the HTML listing for browsers.
+
+    PUT    /files/<name>        store the raw body (201 new, 200 replaced)
+    POST   /files/[<folder>/]   multipart parts named "file" (201 JSON, 303 for forms)
+    GET    /files/<name>        download (Range, ETag, 304; ?download for attachment)
+    DELETE /files/<name>        204
+    GET    /files/[<folder>/]   listing: JSON for API clients, HTML for browsers
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlencode
+
+from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
+
+from .web import render, wants_html
+from .serving import send_stored
+from .store import Listing, Store, format_size, validate_prefix
+from .uploads import body_length, body_stream, iter_parts
+
+# Clients that send no better type (curl --data, browsers for unknown files).
+NO_OPINION_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
+
+
+def file_url(name: str, absolute: bool = True) -> str:
+    path = "/files/" + quote(name, safe="/")
+    if not absolute:
+        return path
+    parts = request.urlparts
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def describe(info) -> dict:
+    return {**info.to_dict(), "url": file_url(info.name)}
+
+
+def _client_type(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return None if value.split(";")[0].strip().lower() in NO_OPINION_TYPES else value
+
+
+def _json(data, status: int = 200, **headers: str) -> HTTPResponse:
+    return HTTPResponse(json.dumps(data), status=status,
+                        **{"Content-Type": "application/json", **headers})
+
+
+def check_same_origin() -> None:
+    """Refuse state changes that a foreign web page makes a browser send."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    origin = request.get_header("Origin")
+    if origin and origin != "null":
+        host = origin.split("://", 1)[-1]
+        if host != request.get_header("Host", ""):
+            raise HTTPError(403, "Cross-site request refused: the Origin does not match this server.")
+    elif request.get_header("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        raise HTTPError(403, "Cross-site request refused.")
+
+
+def put_file(name: str, store: Store):
+    info, created = store.put(name, body_stream(), length=body_length(),
+                              content_type=_client_type(request.content_type))
+    headers = {"Location": file_url(info.name)} if created else {}
+    return _json(describe(info), 201 if created else 200, **headers)
+
+
+def _folder_of(path: str) -> str:
+    if path and not path.endswith("/"):
+        raise HTTPError(400, f"POST uploads go to a folder URL ending in '/', not {path!r}; "
+                        "use PUT to store one file under a name.")
+    return validate_prefix(path)
+
+
+def post_files(store: Store, path: str = ""):
+    ctype, options = request.content_type, {}
+    if not ctype.lower().startswith("multipart/form-data"):
+        if path and not path.endswith("/") and request.forms.get("_method", "").upper() == "DELETE":
+            return delete_file(path, store)  # the listing's no-JavaScript delete button
+        raise HTTPError(415, "Send multipart/form-data with parts named 'file' "
+                        "(curl -F file=@photo.jpg URL), or PUT the raw body to /files/<name>.")
+    folder = _folder_of(path)
+    for item in ctype.split(";")[1:]:
+        key, _, value = item.strip().partition("=")
+        options[key.lower()] = value.strip('"')
+    if not options.get("boundary"):
+        raise HTTPError(400, "The multipart Content-Type has no boundary.")
+    stored = []
+    try:
+        for segment, part in iter_parts(options["boundary"]):
+            if segment.name != "file" or segment.filename is None:
+                continue
+            filename = segment.filename.replace("\\", "/").rsplit("/", 1)[-1]
+            if not filename:
+                continue  # a form's empty file input
+            info, _ = store.put(folder + filename, part,
+                                content_type=_client_type(segment.content_type))
+            stored.append(info)
+    except HTTPError:
+        raise
+    except Exception as exc:
+        if stored:  # say what did arrive before the failure
+            names = ", ".join(i.name for i in stored)
+            exc.args = (f"{exc} Already stored from this request: {names}.",)
+        raise
+    if not stored:
+        raise HTTPError(400, "No file in the form: send parts named 'file' with a filename.")
+    if wants_html():
+        redirect(file_url(folder, absolute=False), 303)
+    return _json([describe(i) for i in stored], 201)
+
+
+def delete_file(name: str, store: Store):
+    store.delete(name)
+    if wants_html() and request.method == "POST":
+        folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+        redirect(file_url(folder, absolute=False), 303)
+    return HTTPResponse(status=204)
+
+
+def _query_int(key: str, default: int) -> int:
+    raw = request.query.get(key)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise HTTPError(400, f"The query parameter {key} must be a whole number, not {raw!r}.") from None
+
+
+def _next_url(listing: Listing, **query: str) -> str | None:
+    if listing.next_after is None:
+        return None
+    query = {k: v for k, v in query.items() if v}
+    return request.path + "?" + urlencode({**query, "after": listing.next_after})
+
+
+def list_files(store: Store, path: str = ""):
+    folder = _folder_of(path)
+    html = wants_html()
+    prefix = folder + request.query.getunicode("prefix", default="")
+    delimiter = "/" if html else request.query.getunicode("delimiter", default="") or None
+    limit = _query_int("limit", 200 if html else 100)
+    after = request.query.getunicode("after", default=None)
+    listing = store.list(prefix, after=after, limit=limit, delimiter=delimiter)
+    next_url = _next_url(listing, prefix=request.query.getunicode("prefix", default=""),
+                         limit=request.query.get("limit", ""),
+                         delimiter=request.query.getunicode("delimiter", default=""),
+                         format=request.query.get("format", ""))
+    if html:
+        response.content_type = "text/html; charset=utf-8"
+        return render("listing", folder=folder, listing=listing, next_url=next_url,
+                      file_url=file_url, format_size=format_size,
+                      prefix=request.query.getunicode("prefix", default=""))
+    return _json({"prefix": prefix, "files": [describe(i) for i in listing.files],
+                  "folders": listing.folders, "next": next_url})
+
+
+def get_path(name: str, store: Store):
+    if name.endswith("/"):
+        return list_files(store, name)
+    return send_stored(store, name, download="download" in request.query)
+
+
+def add_routes(app: Bottle) -> None:
+    app.add_hook("before_request", check_same_origin)
+    app.route("/", "GET", lambda: redirect("/files/"))
+    app.route("/files/", "GET", list_files)
+    app.route("/files/", "POST", post_files)
+    app.route("/files/<name:path>", "GET", get_path)
+    app.route("/files/<name:path>", "PUT", put_file)
+    app.route("/files/<path:path>", "POST", post_files)
+    app.route("/files/<name:path>", "DELETE", delete_file)

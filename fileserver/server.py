@@ -1,0 +1,74 @@
+"""Running the app under waitress.
+
+Waitress reads a whole request body before calling the app, so the size
+limit must be enforced by waitress itself (``max_request_body_size``) to
+refuse an oversized upload while it streams in. Its own error answers
+(413, 400 for broken framing) are given the same JSON shape as ours.
+"""
+
+from __future__ import annotations
+
+import json
+
+from waitress.channel import HTTPChannel
+from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.adjustments import Adjustments
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
+
+from .config import Settings
+from .store import format_size
+
+#: Room for multipart framing around the largest allowed file.
+MULTIPART_SLACK = 1024 * 1024
+UNLIMITED = 2**62
+
+
+class JSONErrorTask(ErrorTask):
+    def execute(self) -> None:
+        error = self.request.error
+        message = error.body
+        if error.code == 413:
+            limit = self.channel.server.adj.max_request_body_size - MULTIPART_SLACK
+            message = (f"The upload is larger than the limit of {format_size(limit)} "
+                       f"(max_upload_size); nothing was stored.")
+        body = json.dumps({"error": message, "status": error.code}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = JSONErrorTask
+
+
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
+
+
+def make_server(app, settings: Settings):
+    """A waitress server for ``app`` (not yet running); call ``.run()``."""
+    limit = settings.max_upload_size
+    adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
+                      max_request_body_size=UNLIMITED if limit is None else limit + MULTIPART_SLACK,
+                      ident="fileserver", clear_untrusted_proxy_headers=True)
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(adj.threads)
+    socket_map: dict = {}
+    servers = [_Server(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
+               for info in adj.listen]
+    if len(servers) == 1:
+        return servers[0]
+    listen = [(s.effective_host, s.effective_port) for s in servers]
+    return MultiSocketServer(socket_map, adj=adj, effective_listen=listen, dispatcher=dispatcher)
+
+
+def server_url(server) -> str:
+    if isinstance(server, MultiSocketServer):
+        host, port = server.effective_listen[0]
+    else:
+        host, port = server.effective_host, server.effective_port
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"

@@ -1,0 +1,128 @@
+"""Serving a stored file over HTTP: what bottle's ``static_file`` does for
+local paths, for any store.
+
+Conditional requests (ETag from the stored sha256, Last-Modified, 304), one
+byte range (206 / 416, the offset handed to the store so the backend seeks),
+safe headers for user content, and a streamed body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from urllib.parse import quote
+
+from bottle import HTTPError, HTTPResponse, parse_range_header, request
+
+from .store import FileInfo, Store
+
+#: Types a browser would run as an active page: always sent as attachments.
+ACTIVE_TYPES = {"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml",
+                "application/xml", "text/javascript", "application/javascript"}
+_SINGLE_RANGE = re.compile(r"bytes=\s*(\d*)\s*-\s*(\d*)\s*")
+
+
+def etag(info: FileInfo) -> str:
+    return f'"{info.sha256}"'
+
+
+def content_disposition(name: str, attachment: bool) -> str:
+    """RFC 6266 / 5987: an ASCII fallback plus the exact UTF-8 name."""
+    filename = name.rsplit("/", 1)[-1]
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in filename)
+    kind = "attachment" if attachment else "inline"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _etag_matches(header: str, tag: str, weak: bool) -> bool:
+    if header.strip() == "*":
+        return True
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if weak and candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == tag:
+            return True
+    return False
+
+
+def _not_modified(info: FileInfo) -> bool:
+    inm = request.get_header("If-None-Match")
+    if inm is not None:
+        return _etag_matches(inm, etag(info), weak=True)
+    ims = request.get_header("If-Modified-Since")
+    if ims:
+        when = email.utils.parsedate_to_datetime(ims) if _valid_date(ims) else None
+        return when is not None and int(info.modified.timestamp()) <= when.timestamp()
+    return False
+
+
+def _valid_date(text: str) -> bool:
+    try:
+        return email.utils.parsedate_to_datetime(text).tzinfo is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def _wanted_range(info: FileInfo) -> tuple[int, int] | None | bool:
+    """(start, end) for a satisfiable single range, False if unsatisfiable,
+    None when the whole file should be sent (no, invalid or stale range)."""
+    header = request.get_header("Range")
+    if not header or not _SINGLE_RANGE.fullmatch(header.strip()):
+        return None  # absent, multi-range or malformed: RFC 9110 lets us ignore it
+    if_range = request.get_header("If-Range")
+    if if_range:
+        if if_range.strip().startswith(('"', "W/")):
+            if if_range.strip() != etag(info):
+                return None
+        elif if_range.strip() != last_modified(info):
+            return None
+    ranges = list(parse_range_header(header.strip().replace(" ", ""), info.size))
+    return ranges[0] if ranges else False
+
+
+def last_modified(info: FileInfo) -> str:
+    return email.utils.format_datetime(info.modified, usegmt=True)
+
+
+def file_headers(info: FileInfo, download: bool) -> dict[str, str]:
+    active = info.content_type.split(";")[0].strip().lower() in ACTIVE_TYPES
+    return {
+        "Content-Type": info.content_type,
+        "ETag": etag(info),
+        "Last-Modified": last_modified(info),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "no-cache",
+        "Content-Disposition": content_disposition(info.name, download or active),
+        # User uploads never run as pages of this origin.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    }
+
+
+def send_stored(store: Store, name: str, *, download: bool = False) -> HTTPResponse:
+    """The response for GET/HEAD of ``name``; the body streams from the store."""
+    info = store.info(name)
+    headers = file_headers(info, download)
+    if _not_modified(info):
+        for key in ("Content-Type", "Content-Disposition"):
+            headers.pop(key)
+        return HTTPResponse(status=304, **headers)
+    wanted = _wanted_range(info)
+    if wanted is False:
+        raise HTTPError(416, f"The range {request.get_header('Range')!r} is outside the "
+                        f"file ({info.size} bytes).", **{"Content-Range": f"bytes */{info.size}"})
+    start, end = wanted or (0, info.size)
+    if request.method == "HEAD":
+        body, status = b"", 206 if wanted else 200
+    else:
+        body = store.open(name, start, end)
+        if body.info.sha256 != info.sha256:  # replaced meanwhile: describe what we send
+            body.close()
+            return send_stored(store, name, download=download)
+        status = 206 if wanted else 200
+    headers["Content-Length"] = str(end - start)
+    if wanted:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+    response = HTTPResponse(body, status=status, **headers)
+    return response

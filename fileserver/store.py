@@ -1,0 +1,398 @@
+"""The storage contract: one abstract ``Store`` every backend implements.
+
+The public methods (``put``, ``open``, ``info``, ``exists``, ``delete``,
+``list``) validate names, hash and size-check uploads while they stream, and
+guess content types, once, here. Backends implement the small ``_put``,
+``_open``, ``_info``, ``_delete`` and ``_list`` primitives and cannot skip
+those checks (the template-method shape of Django's storage API).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import mimetypes
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, Iterator
+
+from .errors import FileNotFound, IncompleteUpload, InvalidName, TooLarge
+
+MAX_NAME_BYTES = 1024
+MAX_PAGE = 1000
+CHUNK = 1 << 20
+
+# Above every character a valid name may hold: ``prefix + NAME_MAX`` is an
+# upper bound for all names starting with ``prefix``.
+NAME_MAX = "\U0010ffff"
+
+# Built-in table only, so a guess does not depend on the host's mime.types.
+_MIME = mimetypes.MimeTypes()
+for _type, _ext in [("image/webp", ".webp"), ("image/avif", ".avif"),
+                    ("image/heic", ".heic"), ("text/markdown", ".md"),
+                    ("application/wasm", ".wasm"), ("audio/flac", ".flac")]:
+    _MIME.add_type(_type, _ext)
+
+
+def guess_type(name: str) -> str:
+    return _MIME.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def _bad_character(ch: str) -> str | None:
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return "a control character"
+    if category == "Cs":
+        return "a lone surrogate"
+    code = ord(ch)
+    if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
+        return "a Unicode noncharacter"
+    if ch == "\\":
+        return "a backslash (use / to separate folders)"
+    return None
+
+
+def _check_text(text: str, what: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidName(f"The {what} must be text.")
+    text = unicodedata.normalize("NFC", text)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidName(f"The {what} is not valid Unicode.") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidName(f"The {what} is {size} bytes long; the limit is {MAX_NAME_BYTES}.")
+    for ch in text:
+        problem = _bad_character(ch)
+        if problem:
+            raise InvalidName(f"The {what} {text!r} contains {problem}.")
+    if text.startswith("/"):
+        raise InvalidName(f"The {what} {text!r} is absolute; drop the leading '/'.")
+    return text
+
+
+def validate_name(name: str) -> str:
+    """Return the canonical (NFC) form of a file name or raise ``InvalidName``.
+
+    Any Unicode is fine except control characters, backslashes, absolute
+    paths, and empty, ``.`` or ``..`` segments between the ``/`` separators.
+    """
+    name = _check_text(name, "file name")
+    if not name:
+        raise InvalidName("The file name is empty.")
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            shown = segment or "an empty segment (// or a trailing /)"
+            raise InvalidName(f"The file name {name!r} contains {shown!r}; "
+                              "names are relative paths without '.', '..' or empty parts.")
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: a name start, possibly a folder ending in ``/``."""
+    prefix = _check_text(prefix or "", "prefix")
+    if prefix:
+        validate_name(prefix.rstrip("/") or ".")
+        if prefix.endswith("//"):
+            raise InvalidName(f"The prefix {prefix!r} contains an empty segment.")
+    return prefix
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What every backend keeps about a stored file."""
+
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+    created: datetime
+    modified: datetime
+    owner: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "sha256": self.sha256,
+            "created": self.created.isoformat(),
+            "modified": self.modified.isoformat(),
+            "owner": self.owner,
+            "meta": dict(self.meta),
+        }
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a listing, in name order.
+
+    ``folders`` is filled only when a delimiter was asked for; ``next_after``
+    is the cursor for the next page (``None`` on the last page).
+    """
+
+    files: list[FileInfo]
+    folders: list[str]
+    next_after: str | None
+
+
+class Upload:
+    """The body of a ``put`` as a backend reads it.
+
+    Reading hashes (sha256) and counts; it raises ``TooLarge`` past the size
+    limit and ``IncompleteUpload`` when the body ends before its announced
+    length or the client's stream fails. A backend must store nothing visible
+    until it has read to the end (``complete``).
+    """
+
+    def __init__(self, source: BinaryIO, *, content_type: str, owner: str | None,
+                 meta: dict[str, Any], max_size: int | None, length: int | None):
+        self._source = source
+        self._hash = hashlib.sha256()
+        self.content_type = content_type
+        self.owner = owner
+        self.meta = meta
+        self.max_size = max_size
+        self.length = length
+        self.size = 0
+        self.complete = False
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return b"".join(self.chunks())
+        if self.complete or n == 0:
+            return b""
+        if self.length is not None:
+            n = min(n, self.length - self.size)
+        try:
+            data = self._source.read(n) if n else b""
+        except (OSError, ValueError) as exc:
+            raise IncompleteUpload(f"Reading the upload failed after {self.size} bytes "
+                                   f"({exc}); nothing was stored.") from exc
+        if not data:
+            if self.length is not None and self.size < self.length:
+                raise IncompleteUpload(f"The upload ended after {self.size} of "
+                                       f"{self.length} bytes; nothing was stored.")
+            self.complete = True
+            return b""
+        self.size += len(data)
+        if self.max_size is not None and self.size > self.max_size:
+            raise TooLarge(too_large_message(self.max_size))
+        self._hash.update(data)
+        return data
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        while chunk := self.read(size):
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        if not self.complete:
+            raise RuntimeError("sha256 is known only after the whole upload was read")
+        return self._hash.hexdigest()
+
+    def to_info(self, name: str, *, created: datetime, modified: datetime) -> FileInfo:
+        return FileInfo(name=name, size=self.size, content_type=self.content_type,
+                        sha256=self.sha256, created=created, modified=modified,
+                        owner=self.owner, meta=dict(self.meta))
+
+
+def too_large_message(limit: int) -> str:
+    return (f"The upload is larger than the limit of {format_size(limit)} "
+            f"({limit} bytes, max_upload_size); nothing was stored.")
+
+
+def format_size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class StoredFile:
+    """A readable stored file carrying its ``info``, limited to ``[start, end)``.
+
+    Positions are absolute in the file; reading stops at ``end`` and
+    ``seek(0, 2)`` goes there, so a WSGI file wrapper that sends "from here
+    to the end" sends exactly the requested range. ``seekable()`` tells the
+    truth about the backend's reader.
+    """
+
+    def __init__(self, info: FileInfo, raw: BinaryIO, *, start: int = 0, end: int | None = None,
+                 seekable: bool | None = None):
+        self.info = info
+        self._raw = raw
+        self.start = start
+        self.end = info.size if end is None else min(end, info.size)
+        self._pos = start
+        self._seekable = raw.seekable() if seekable is None else seekable
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.end - self._pos
+        if left <= 0:
+            return b""
+        if n is None or n < 0 or n > left:
+            n = left
+        data = self._raw.read(n)
+        self._pos += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if not self._seekable:
+            raise OSError("this stored file cannot seek")
+        base = {0: 0, 1: self._pos, 2: self.end}[whence]
+        target = max(self.start, min(base + offset, self.end))
+        self._raw.seek(target)
+        self._pos = target
+        return target
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self._raw, "closed", False)
+
+    def __enter__(self) -> "StoredFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(abc.ABC):
+    """The storage contract. Subclasses implement the ``_`` primitives."""
+
+    #: Where the data lives, for people (no passwords); set by backends.
+    location: str = ""
+
+    def __init__(self, *, max_size: int | None = None):
+        self.max_size = max_size
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, settings: Any, options: dict[str, str]) -> "Store":
+        """Build the store from the app settings and its ``[backend.NAME]`` options."""
+
+    # -- public API: checks first, then the backend primitive ------------------
+
+    def put(self, name: str, source: BinaryIO, *, content_type: str | None = None,
+            owner: str | None = None, meta: dict[str, Any] | None = None,
+            length: int | None = None) -> tuple[FileInfo, bool]:
+        """Store ``source`` under ``name``, streaming. Returns (info, created).
+
+        ``length`` is the announced size if known: too large fails before a
+        byte is read, and a shorter body fails as incomplete.
+        """
+        name = validate_name(name)
+        if self.max_size is not None and length is not None and length > self.max_size:
+            raise TooLarge(too_large_message(self.max_size))
+        upload = Upload(source, content_type=content_type or guess_type(name), owner=owner,
+                        meta=dict(meta or {}), max_size=self.max_size, length=length)
+        info, created = self._put(name, upload)
+        if not upload.complete:
+            raise AssertionError(f"{type(self).__name__}._put stored {name!r} before reading it all")
+        return info, created
+
+    def open(self, name: str, start: int = 0, end: int | None = None) -> StoredFile:
+        """Open for reading bytes ``[start, end)``; the backend seeks to ``start``."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"bad byte range {start}-{end}")
+        return self._open(validate_name(name), start, end)
+
+    def info(self, name: str) -> FileInfo:
+        return self._info(validate_name(name))
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.info(name)
+        except FileNotFound:
+            return False
+        return True
+
+    def delete(self, name: str) -> None:
+        self._delete(validate_name(name))
+
+    def list(self, prefix: str = "", *, after: str | None = None, limit: int = 100,
+             delimiter: str | None = None) -> Listing:
+        """A page of files whose names start with ``prefix``, after ``after``.
+
+        With ``delimiter="/"``, names with a further ``/`` fold into one
+        folder entry each (skipping over their contents, not reading them).
+        """
+        prefix = validate_prefix(prefix)
+        limit = max(1, min(int(limit), MAX_PAGE))
+        if after is not None and after < prefix:
+            after = None
+        if not delimiter:
+            files = self._list(prefix, after, limit + 1)
+            more = len(files) > limit
+            files = files[:limit]
+            return Listing(files, [], files[-1].name if more else None)
+
+        files: list[FileInfo] = []
+        folders: list[str] = []
+        cursor, more = after, False
+        while not more:
+            batch = self._list(prefix, cursor, limit + 1)
+            for info in batch:
+                if len(files) + len(folders) == limit:
+                    more = True
+                    break
+                cut = info.name.find(delimiter, len(prefix))
+                if cut < 0:
+                    files.append(info)
+                    cursor = info.name
+                else:
+                    folders.append(info.name[:cut + len(delimiter)])
+                    cursor = folders[-1] + NAME_MAX  # skip the folder's contents
+                    break
+            else:
+                if len(batch) <= limit:
+                    break  # nothing left after this batch
+        return Listing(files, folders, cursor if more else None)
+
+    def close(self) -> None:
+        """Release connections and locks."""
+
+    # -- backend primitives -------------------------------------------------------
+
+    @abc.abstractmethod
+    def _put(self, name: str, upload: Upload) -> tuple[FileInfo, bool]:
+        """Read ``upload`` to its end, then make it visible under ``name`` atomically.
+
+        A failure while reading must leave any previous file untouched and
+        nothing half-written. Returns (info, True if the name was new).
+        """
+
+    @abc.abstractmethod
+    def _open(self, name: str, start: int, end: int | None) -> StoredFile:
+        """Raise ``FileNotFound`` or return a reader positioned at ``start``."""
+
+    @abc.abstractmethod
+    def _info(self, name: str) -> FileInfo:
+        """Raise ``FileNotFound`` or return the stored metadata."""
+
+    @abc.abstractmethod
+    def _delete(self, name: str) -> None:
+        """Raise ``FileNotFound`` or remove the file."""
+
+    @abc.abstractmethod
+    def _list(self, prefix: str, after: str | None, limit: int) -> list[FileInfo]:
+        """Up to ``limit`` files starting with ``prefix``, names > ``after``, in name order."""

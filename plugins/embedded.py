@@ -1,0 +1,206 @@
+"""The embedded default store: an SQLite index plus one blob file per version.
+
+Needs nothing but the standard library. Layout under the data directory::
+
+    index.sqlite3   name -> blob, size, type, sha256, times, owner, meta
+    blobs/ab/<id>   the content of one stored version, never modified
+    tmp/<id>.part   uploads in progress (removed at startup)
+    lock            held while a process serves this directory
+
+Crash safety: an upload is written to ``tmp/``, fsynced, renamed into
+``blobs/`` and only then does one SQLite transaction point the name at it.
+Killed before the commit, the name still points at the old blob; leftovers
+are swept at the next start. Replacing is atomic for readers: they see the
+old row and blob or the new ones; an old blob is unlinked after the commit,
+which POSIX lets an open reader finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from fileserver.errors import ConfigError, FileNotFound, StoreError
+from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    name TEXT PRIMARY KEY,
+    blob TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    owner TEXT,
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+"""
+COLUMNS = "name, size, content_type, sha256, created, modified, owner, meta"
+
+
+def _row_to_info(row: tuple) -> FileInfo:
+    name, size, content_type, sha256, created, modified, owner, meta = row
+    return FileInfo(name=name, size=size, content_type=content_type, sha256=sha256,
+                    created=datetime.fromisoformat(created),
+                    modified=datetime.fromisoformat(modified),
+                    owner=owner, meta=json.loads(meta))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class EmbeddedStore(Store):
+    """Files on local disk, indexed by SQLite; safe under waitress's threads."""
+
+    @classmethod
+    def from_config(cls, settings, options):
+        return cls(options.get("path") or settings.data_dir, max_size=settings.max_upload_size)
+
+    def __init__(self, root: str | os.PathLike, *, max_size: int | None = None):
+        super().__init__(max_size=max_size)
+        self.root = Path(root).resolve()
+        self.location = str(self.root)
+        try:
+            for sub in ("blobs", "tmp"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            self._lockfile = open(self.root / "lock", "a+")
+        except OSError as exc:
+            raise ConfigError(f"data_dir: cannot use {self.root}: {exc.strerror}") from exc
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._lockfile.close()
+                raise ConfigError(f"data_dir: {self.root} is in use by another fileserver "
+                                  "process; stop it or choose another data_dir.") from None
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit that deleted an old blob must survive a power cut.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._sweep()
+
+    # -- housekeeping -------------------------------------------------------------
+
+    def _blob_path(self, blob: str) -> Path:
+        return self.root / "blobs" / blob[:2] / blob
+
+    def _sweep(self) -> None:
+        """Remove what an interrupted process left: partial uploads, unreferenced blobs."""
+        for part in (self.root / "tmp").iterdir():
+            part.unlink(missing_ok=True)
+        with self._lock:
+            known = {row[0] for row in self._db.execute("SELECT blob FROM files")}
+        for folder in (self.root / "blobs").iterdir():
+            for blob in folder.iterdir():
+                if blob.name not in known:
+                    blob.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self._lockfile.close()
+
+    # -- primitives ----------------------------------------------------------------
+
+    def _put(self, name: str, upload: Upload) -> tuple[FileInfo, bool]:
+        blob = uuid.uuid4().hex
+        part = self.root / "tmp" / f"{blob}.part"
+        final = self._blob_path(blob)
+        try:
+            with open(part, "wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            final.parent.mkdir(exist_ok=True)
+            os.replace(part, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+
+        now = utcnow()
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute("SELECT blob, created FROM files WHERE name = ?",
+                                           (name,)).fetchone()
+                    created = datetime.fromisoformat(row[1]) if row else now
+                    info = upload.to_info(name, created=created, modified=now)
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO files (name, blob, size, content_type, sha256,"
+                        " created, modified, owner, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (name, blob, info.size, info.content_type, info.sha256,
+                         info.created.isoformat(), info.modified.isoformat(), info.owner,
+                         json.dumps(info.meta)))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        if row:
+            self._blob_path(row[0]).unlink(missing_ok=True)
+        return info, row is None
+
+    def _row(self, name: str) -> tuple:
+        with self._lock:
+            row = self._db.execute(f"SELECT blob, {COLUMNS} FROM files WHERE name = ?",
+                                   (name,)).fetchone()
+        if row is None:
+            raise FileNotFound(f"No file named {name!r}.")
+        return row
+
+    def _open(self, name: str, start: int, end: int | None) -> StoredFile:
+        # A concurrent replace may unlink the blob between reading the row and
+        # opening it; the new row then names the new blob, so look again.
+        for _ in range(5):
+            row = self._row(name)
+            try:
+                raw = open(self._blob_path(row[0]), "rb")
+            except FileNotFoundError:
+                continue
+            raw.seek(start)
+            return StoredFile(_row_to_info(row[1:]), raw, start=start, end=end)
+        raise StoreError(f"{name!r} kept changing while being opened; try again.")
+
+    def _info(self, name: str) -> FileInfo:
+        return _row_to_info(self._row(name)[1:])
+
+    def _delete(self, name: str) -> None:
+        with self._lock:
+            row = self._db.execute("DELETE FROM files WHERE name = ? RETURNING blob",
+                                   (name,)).fetchone()
+        if row is None:
+            raise FileNotFound(f"No file named {name!r}.")
+        self._blob_path(row[0]).unlink(missing_ok=True)
+
+    def _list(self, prefix: str, after: str | None, limit: int) -> list[FileInfo]:
+        # The base class guarantees after >= prefix when given.
+        low, op = (after, ">") if after is not None else (prefix, ">=")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM files WHERE name {op} ? AND name < ?"
+                " ORDER BY name LIMIT ?", (low, prefix + NAME_MAX, limit)).fetchall()
+        return [_row_to_info(row) for row in rows]
