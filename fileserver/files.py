@@ -60,7 +60,7 @@ def check_same_origin() -> None:
 
 def put_file(name: str, store: Store):
     info, created = store.put(name, body_stream(), length=body_length(),
-                              content_type=_client_type(request.content_type))
+                              content_type=_client_type(request.get_header("Content-Type")))
     headers = {"Location": file_url(info.name)} if created else {}
     return _json(describe(info), 201 if created else 200, **headers)
 
@@ -73,7 +73,7 @@ def _folder_of(path: str) -> str:
 
 
 def post_files(store: Store, path: str = ""):
-    ctype, options = request.content_type, {}
+    ctype, options = request.get_header("Content-Type", ""), {}  # not .content_type: lowercased
     if not ctype.lower().startswith("multipart/form-data"):
         if path and not path.endswith("/") and request.forms.get("_method", "").upper() == "DELETE":
             return delete_file(path, store)  # the listing's no-JavaScript delete button
@@ -82,7 +82,7 @@ def post_files(store: Store, path: str = ""):
     folder = _folder_of(path)
     for item in ctype.split(";")[1:]:
         key, _, value = item.strip().partition("=")
-        options[key.lower()] = value.strip('"')
+        options[key.lower()] = value.strip('"')  # the boundary is case-sensitive
     if not options.get("boundary"):
         raise HTTPError(400, "The multipart Content-Type has no boundary.")
     stored = []
@@ -165,7 +165,10 @@ def add_routes(app: Bottle) -> None:
     app.route("/", "GET", lambda: redirect("/files/"))
     app.route("/files/", "GET", list_files)
     app.route("/files/", "POST", post_files)
-    app.route("/files/<name:path>", "GET", get_path)
-    app.route("/files/<name:path>", "PUT", put_file)
-    app.route("/files/<path:path>", "POST", post_files)
-    app.route("/files/<name:path>", "DELETE", delete_file)
+    # Like bottle's "path" filter, but matching any character (newlines too),
+    # so every bad name reaches the store's validation and gets a clear 400.
+    app.router.add_filter("name", lambda _conf: (r"(?s:.+)", None, None))
+    app.route("/files/<name:name>", "GET", get_path)
+    app.route("/files/<name:name>", "PUT", put_file)
+    app.route("/files/<path:name>", "POST", post_files)
+    app.route("/files/<name:name>", "DELETE", delete_file)

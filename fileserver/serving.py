@@ -68,7 +68,9 @@ def _wanted_range(info: FileInfo) -> tuple[int, int] | None | bool:
     """(start, end) for a satisfiable single range, False if unsatisfiable,
     None when the whole file should be sent (no, invalid or stale range)."""
     header = request.get_header("Range")
-    if not header or not _SINGLE_RANGE.fullmatch(header.strip()):
+    match = _SINGLE_RANGE.fullmatch(header.strip()) if header else None
+    if not match or match.groups() == ("", "") or (
+            all(match.groups()) and int(match[1]) > int(match[2])):
         return None  # absent, multi-range or malformed: RFC 9110 lets us ignore it
     if_range = request.get_header("If-Range")
     if if_range:

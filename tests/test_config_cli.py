@@ -1,0 +1,163 @@
+"""Settings precedence, startup errors and the `fileserver` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import start_server
+from fileserver.config import DEFAULT_MAX_UPLOAD, load_settings, parse_size
+from fileserver.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 60):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FILESERVER_")}
+    return subprocess.run([sys.executable, "-m", "fileserver", *args], cwd=cwd,
+                          env={**clean, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1234", 1234), ("10M", 10 * 1024**2), ("2G", 2 * 1024**3), ("1.5k", 1536),
+    ("512MiB", 512 * 1024**2), ("3 GB", 3 * 1024**3), ("0", None), ("unlimited", None),
+])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "ten", "10X", "-5", "1e9"])
+def test_parse_size_rejects(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env={})
+    assert (settings.host, settings.port, settings.backend) == ("127.0.0.1", 8080, "embedded")
+    assert settings.data_dir == str(tmp_path / "fileserver-data")
+    assert settings.max_upload_size == DEFAULT_MAX_UPLOAD
+
+
+def test_file_then_environment_then_flags(tmp_path):
+    ini = tmp_path / "conf" / "fs.ini"
+    ini.parent.mkdir()
+    ini.write_text("[fileserver]\nhost = 0.0.0.0\nport = 9000\ndata_dir = store\n"
+                   "max_upload_size = 5M\n\n[backend.embedded]\npath = elsewhere\n")
+    settings = load_settings(str(ini), env={})
+    assert (settings.host, settings.port, settings.max_upload_size) == ("0.0.0.0", 9000, 5 * 1024**2)
+    assert settings.data_dir == str(ini.parent / "store")  # relative to the file
+    assert settings.options_for("embedded") == {"path": "elsewhere"}
+
+    env = {"FILESERVER_CONFIG": str(ini), "FILESERVER_PORT": "9001", "FILESERVER_HOST": "::1"}
+    settings = load_settings(env=env)
+    assert (settings.host, settings.port) == ("::1", 9001)
+
+    settings = load_settings(env=env, overrides={"port": "9002", "host": None})
+    assert (settings.host, settings.port) == ("::1", 9002)
+
+
+@pytest.mark.parametrize("source, key", [
+    ({"env": {"FILESERVER_PORT": "eighty"}}, "port"),
+    ({"env": {"FILESERVER_PORT": "70000"}}, "port"),
+    ({"env": {"FILESERVER_MAX_UPLOAD_SIZE": "lots"}}, "max_upload_size"),
+    ({"overrides": {"threads": "0"}}, "threads"),
+    ({"overrides": {"host": " "}}, "host"),
+])
+def test_bad_values_name_the_key_and_source(source, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: .*\(from (FILESERVER_|--)"):
+        load_settings(env=source.get("env", {}), overrides=source.get("overrides"))
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(str(tmp_path / "missing.ini"), env={})
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[fileserver]\nprot = 80\n")
+    with pytest.raises(ConfigError, match="prot: unknown key"):
+        load_settings(str(bad), env={})
+    bad.write_text("[server]\nport = 80\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[server\]"):
+        load_settings(str(bad), env={})
+
+
+def test_backends_command_lists_embedded():
+    result = run_cli("backends")
+    assert result.returncode == 0
+    assert "embedded" in result.stdout and "ok" in result.stdout
+
+
+def test_unknown_backend_fails_at_startup_listing_installed(tmp_path):
+    result = run_cli("serve", "--backend", "nosuch", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "unknown backend 'nosuch'" in result.stderr and "embedded" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_flag_value_fails_at_startup(tmp_path):
+    result = run_cli("serve", "--port", "x", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "port:" in result.stderr and "--port" in result.stderr
+
+
+def test_second_server_on_one_data_dir_is_refused(tmp_path):
+    config = f"[fileserver]\ndata_dir = {tmp_path / 'data'}\n"
+    first = start_server(tmp_path / "one", config)
+    try:
+        result = run_cli("serve", "--config", str(tmp_path / "one" / "fileserver.ini"),
+                         "--port", "0")
+        assert result.returncode == 2
+        assert "in use by another fileserver process" in result.stderr
+    finally:
+        first.stop()
+
+
+def test_serve_prints_one_line_and_stops_cleanly_on_ctrl_c(tmp_path):
+    server = start_server(tmp_path / "srv", f"[fileserver]\ndata_dir = {tmp_path / 'd'}\n")
+    try:
+        with urllib.request.urlopen(server.url + "files/") as res:
+            assert res.status == 200
+        first = server.output().splitlines()[0]
+        assert first.startswith("fileserver: serving http://127.0.0.1:")
+        assert "embedded backend" in first and str(tmp_path / "d") in first
+    finally:
+        code = server.stop(signal.SIGINT)
+    assert code == 0
+    assert "fileserver: stopped" in server.output()
+    assert "Traceback" not in server.output()
+
+
+def test_default_data_dir_is_under_the_working_directory(tmp_path):
+    server = start_server(tmp_path / "cwd", "[fileserver]\n")
+    try:
+        assert str(tmp_path / "cwd" / "fileserver-data") in server.output()
+        assert (tmp_path / "cwd" / "fileserver-data" / "index.sqlite3").exists()
+    finally:
+        server.stop()
+
+
+def test_wheel_ships_templates_and_static_files(tmp_path):
+    """An installed copy must find views/ wherever it is started from."""
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                             "-w", str(tmp_path), str(ROOT)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    wheel = next(tmp_path.glob("fileserver-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in ["fileserver/views/listing.tpl", "fileserver/views/base.tpl",
+                     "fileserver/views/error.tpl", "fileserver/views/static/upload.js",
+                     "fileserver/views/static/style.css", "fileserver_plugins/embedded.py"]:
+        assert expected in names
+    entry_points = zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "fileserver = fileserver.cli:main" in entry_points
+    assert "embedded = fileserver_plugins.embedded:EmbeddedStore" in entry_points

@@ -1,0 +1,92 @@
+"""What only the embedded store promises: crash safety on local disk and one
+process per data directory."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from fileserver.errors import ConfigError
+from fileserver_plugins.embedded import EmbeddedStore
+
+# Writes "victim" slowly through the store until the test kills the process.
+SLOW_WRITER = textwrap.dedent("""
+    import sys, time
+    from fileserver_plugins.embedded import EmbeddedStore
+
+    class Slow:
+        def read(self, n):
+            time.sleep(0.01)
+            return b"z" * min(n, 65536)
+
+    store = EmbeddedStore(sys.argv[1])
+    print("writing", flush=True)
+    store.put(sys.argv[2], Slow())
+""")
+
+
+def _wait_for_partial_upload(root, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parts = list((root / "tmp").glob("*.part"))
+        if parts and parts[0].stat().st_size > 256 * 1024:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the writer never started writing")
+
+
+@pytest.mark.parametrize("victim", ["new-file", "old-file"])
+def test_kill_mid_upload_leaves_nothing_partial(tmp_path, victim):
+    root = tmp_path / "data"
+    store = EmbeddedStore(root)
+    old = os.urandom(500_000)
+    store.put("old-file", io.BytesIO(old))
+    store.put("other", io.BytesIO(b"intact"))
+    store.close()
+
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(root), victim],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        _wait_for_partial_upload(root)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+
+    store = EmbeddedStore(root)  # the killed process's lock is gone with it
+    try:
+        names = [f.name for f in store.list().files]
+        assert names == ["old-file", "other"]
+        with store.open("old-file") as f:
+            assert f.read() == old
+        with store.open("other") as f:
+            assert f.read() == b"intact"
+        assert list((root / "tmp").iterdir()) == []  # leftovers swept
+        blobs = [p for d in (root / "blobs").iterdir() for p in d.iterdir()]
+        assert len(blobs) == 2
+    finally:
+        store.close()
+
+
+def test_one_process_per_data_dir(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    try:
+        with pytest.raises(ConfigError, match="in use by another fileserver process"):
+            EmbeddedStore(tmp_path)
+    finally:
+        store.close()
+    EmbeddedStore(tmp_path).close()  # free again once closed
+
+
+def test_unusable_data_dir_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="data_dir"):
+        EmbeddedStore(blocker / "sub")
