@@ -3,7 +3,7 @@
 Waitress reads a whole request body before calling the app, so the size
 limit must be enforced by waitress itself (``max_request_body_size``) to
 refuse an oversized upload while it streams in. Its own error answers
-(413, 400 for broken framing) are given the same JSON shape as ours.
+(413, 400 for broken framing) get the same JSON or HTML shape as ours.
 """
 
 from __future__ import annotations
@@ -16,31 +16,39 @@ from waitress.adjustments import Adjustments
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from .config import Settings
-from .store import format_size
+from .store import too_large_message
+from .web import render
 
 #: Room for multipart framing around the largest allowed file.
 MULTIPART_SLACK = 1024 * 1024
 UNLIMITED = 2**62
 
 
-class JSONErrorTask(ErrorTask):
+class ErrorPageTask(ErrorTask):
+    """Waitress's own errors, worded and shaped like the app's."""
+
     def execute(self) -> None:
         error = self.request.error
         message = error.body
         if error.code == 413:
-            limit = self.channel.server.adj.max_request_body_size - MULTIPART_SLACK
-            message = (f"The upload is larger than the limit of {format_size(limit)} "
-                       f"(max_upload_size); nothing was stored.")
-        body = json.dumps({"error": message, "status": error.code}).encode()
+            message = too_large_message(self.channel.server.adj.max_request_body_size
+                                        - MULTIPART_SLACK)
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
+        if "text/html" in self.request.headers.get("ACCEPT", ""):
+            body = render("error", status=error.code, message=message, reason=self.status)
+            content_type = "text/html; charset=utf-8"
+        else:
+            body = json.dumps({"error": message, "status": error.code})
+            content_type = "application/json"
+        body = body.encode("utf-8")
+        self.response_headers.append(("Content-Type", content_type))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
 
 
 class _Channel(HTTPChannel):
-    error_task_class = JSONErrorTask
+    error_task_class = ErrorPageTask
 
 
 class _Server(TcpWSGIServer):

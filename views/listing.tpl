@@ -22,7 +22,7 @@
 <p class="empty">No files here yet.</p>
 % else:
 <table id="files">
-<thead><tr><th>Name</th><th>Size</th><th>Type</th><th>Modified (UTC)</th><th></th></tr></thead>
+<thead><tr><th>Name</th><th class="size">Size</th><th>Type</th><th>Modified (UTC)</th><th></th></tr></thead>
 <tbody>
 % for sub in listing.folders:
 <tr class="folder"><td><a href="{{file_url(sub, False)}}">{{sub[len(folder):]}}</a></td><td></td><td>folder</td><td></td><td></td></tr>
