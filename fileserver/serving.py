@@ -104,9 +104,16 @@ def file_headers(info: FileInfo, download: bool) -> dict[str, str]:
 
 def send_stored(store: Store, name: str, *, download: bool = False) -> HTTPResponse:
     """The response for GET/HEAD of ``name``; the body streams from the store."""
-    info = store.info(name)
+    body = None
+    if request.method == "GET" and not request.get_header("Range"):
+        body = store.open(name)  # the common case: one store call
+        info = body.info
+    else:
+        info = store.info(name)
     headers = file_headers(info, download)
     if _not_modified(info):
+        if body is not None:
+            body.close()
         for key in ("Content-Type", "Content-Disposition"):
             headers.pop(key)
         return HTTPResponse(status=304, **headers)
@@ -116,15 +123,13 @@ def send_stored(store: Store, name: str, *, download: bool = False) -> HTTPRespo
                         f"file ({info.size} bytes).", **{"Content-Range": f"bytes */{info.size}"})
     start, end = wanted or (0, info.size)
     if request.method == "HEAD":
-        body, status = b"", 206 if wanted else 200
-    else:
-        body = store.open(name, start, end)
+        body = b""
+    elif body is None:
+        body = store.open(name, start, end)  # the backend seeks: a range reads only itself
         if body.info.sha256 != info.sha256:  # replaced meanwhile: describe what we send
             body.close()
             return send_stored(store, name, download=download)
-        status = 206 if wanted else 200
     headers["Content-Length"] = str(end - start)
     if wanted:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
-    response = HTTPResponse(body, status=status, **headers)
-    return response
+    return HTTPResponse(body, status=206 if wanted else 200, **headers)
