@@ -74,6 +74,8 @@ def list_backends() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # "Task queue depth is N" on every busy moment says nothing actionable.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
         return serve(args) if args.command == "serve" else list_backends()
     except StoreError as exc:

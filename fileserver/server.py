@@ -60,7 +60,10 @@ def make_server(app, settings: Settings):
     limit = settings.max_upload_size
     adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
                       max_request_body_size=UNLIMITED if limit is None else limit + MULTIPART_SLACK,
-                      ident="fileserver", clear_untrusted_proxy_headers=True)
+                      ident="fileserver", clear_untrusted_proxy_headers=True,
+                      # Read uploads from the socket in large pieces: with the
+                      # 8 KiB default, receiving is a Python loop per 8 KiB.
+                      recv_bytes=256 * 1024)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}

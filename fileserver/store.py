@@ -12,6 +12,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import mimetypes
+import queue
+import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,34 +42,36 @@ def guess_type(name: str) -> str:
     return _MIME.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
-def _bad_character(ch: str) -> str | None:
-    category = unicodedata.category(ch)
-    if category == "Cc":
-        return "a control character"
-    if category == "Cs":
-        return "a lone surrogate"
-    code = ord(ch)
-    if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
-        return "a Unicode noncharacter"
-    if ch == "\\":
-        return "a backslash (use / to separate folders)"
+# Control characters (Unicode category Cc) and the backslash.
+_BAD_ASCII = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def _bad_character(text: str) -> str | None:
+    match = _BAD_ASCII.search(text)
+    if match:
+        return "a backslash (use / to separate folders)" if match[0] == "\\" \
+            else "a control character"
+    if not text.isascii():  # the slow look only for names that need it
+        for ch in text:
+            code = ord(ch)
+            if 0xD800 <= code <= 0xDFFF:
+                return "a lone surrogate"
+            if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
+                return "a Unicode noncharacter"
     return None
 
 
 def _check_text(text: str, what: str) -> str:
     if not isinstance(text, str):
         raise InvalidName(f"The {what} must be text.")
-    text = unicodedata.normalize("NFC", text)
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidName(f"The {what} is not valid Unicode.") from None
+    problem = _bad_character(text)
+    if problem:
+        raise InvalidName(f"The {what} {text!r} contains {problem}.")
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    size = len(text.encode("utf-8"))
     if size > MAX_NAME_BYTES:
         raise InvalidName(f"The {what} is {size} bytes long; the limit is {MAX_NAME_BYTES}.")
-    for ch in text:
-        problem = _bad_character(ch)
-        if problem:
-            raise InvalidName(f"The {what} {text!r} contains {problem}.")
     if text.startswith("/"):
         raise InvalidName(f"The {what} {text!r} is absolute; drop the leading '/'.")
     return text
@@ -142,6 +147,44 @@ class Listing:
     next_after: str | None
 
 
+class _Hasher:
+    """sha256 that, once an upload proves large, runs in a helper thread so
+    hashing overlaps the backend's writes (hashlib releases the GIL)."""
+
+    INLINE = 1 << 20
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._seen = 0
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+
+    def update(self, data: bytes) -> None:
+        self._seen += len(data)
+        if self._queue is None and self._seen <= self.INLINE:
+            self._hash.update(data)
+            return
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._thread.start()
+        self._queue.put(data)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hash.update(data)
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+
 class Upload:
     """The body of a ``put`` as a backend reads it.
 
@@ -154,7 +197,7 @@ class Upload:
     def __init__(self, source: BinaryIO, *, content_type: str, owner: str | None,
                  meta: dict[str, Any], max_size: int | None, length: int | None):
         self._source = source
-        self._hash = hashlib.sha256()
+        self._hash = _Hasher()
         self.content_type = content_type
         self.owner = owner
         self.meta = meta
@@ -180,6 +223,7 @@ class Upload:
                 raise IncompleteUpload(f"The upload ended after {self.size} of "
                                        f"{self.length} bytes; nothing was stored.")
             self.complete = True
+            self._hash.close()
             return b""
         self.size += len(data)
         if self.max_size is not None and self.size > self.max_size:
@@ -190,6 +234,10 @@ class Upload:
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         while chunk := self.read(size):
             yield chunk
+
+    def close(self) -> None:
+        """Stop the hashing thread, if any (called by ``Store.put`` in any case)."""
+        self._hash.close()
 
     @property
     def sha256(self) -> str:
@@ -305,7 +353,10 @@ class Store(abc.ABC):
             raise TooLarge(too_large_message(self.max_size))
         upload = Upload(source, content_type=content_type or guess_type(name), owner=owner,
                         meta=dict(meta or {}), max_size=self.max_size, length=length)
-        info, created = self._put(name, upload)
+        try:
+            info, created = self._put(name, upload)
+        finally:
+            upload.close()
         if not upload.complete:
             raise AssertionError(f"{type(self).__name__}._put stored {name!r} before reading it all")
         return info, created

@@ -57,6 +57,13 @@ def _row_to_info(row: tuple) -> FileInfo:
                     owner=owner, meta=json.loads(meta))
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -76,6 +83,7 @@ class EmbeddedStore(Store):
         super().__init__(max_size=max_size)
         self.root = Path(root).resolve()
         self.location = str(self.root)
+        self._blobs = str(self.root / "blobs")
         try:
             for sub in ("blobs", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -89,26 +97,42 @@ class EmbeddedStore(Store):
                 self._lockfile.close()
                 raise ConfigError(f"data_dir: {self.root} is in use by another fileserver "
                                   "process; stop it or choose another data_dir.") from None
+        # One connection for writes, behind a lock; one per thread for reads,
+        # which WAL mode lets run alongside the writer without waiting.
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False,
-                                   isolation_level=None)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit that deleted an old blob must survive a power cut.
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._sweep()
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False,
+                             isolation_level=None)
+        # FULL: a commit that deleted an old blob must survive a power cut.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        self._connections.append(db)
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            with self._lock:
+                db = self._local.db = self._connect()
+        return db
+
     # -- housekeeping -------------------------------------------------------------
 
-    def _blob_path(self, blob: str) -> Path:
-        return self.root / "blobs" / blob[:2] / blob
+    def _blob_path(self, blob: str) -> str:
+        return f"{self._blobs}/{blob[:2]}/{blob}"  # a str: pathlib costs more per GET
 
     def _sweep(self) -> None:
         """Remove what an interrupted process left: partial uploads, unreferenced blobs."""
         for part in (self.root / "tmp").iterdir():
             part.unlink(missing_ok=True)
-        with self._lock:
-            known = {row[0] for row in self._db.execute("SELECT blob FROM files")}
+        known = {row[0] for row in self._reader().execute("SELECT blob FROM files")}
         for folder in (self.root / "blobs").iterdir():
             for blob in folder.iterdir():
                 if blob.name not in known:
@@ -116,7 +140,8 @@ class EmbeddedStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            for db in self._connections:
+                db.close()
         self._lockfile.close()
 
     # -- primitives ----------------------------------------------------------------
@@ -124,7 +149,7 @@ class EmbeddedStore(Store):
     def _put(self, name: str, upload: Upload) -> tuple[FileInfo, bool]:
         blob = uuid.uuid4().hex
         part = self.root / "tmp" / f"{blob}.part"
-        final = self._blob_path(blob)
+        final = Path(self._blob_path(blob))
         try:
             with open(part, "wb") as out:
                 for chunk in upload.chunks():
@@ -161,13 +186,12 @@ class EmbeddedStore(Store):
             final.unlink(missing_ok=True)
             raise
         if row:
-            self._blob_path(row[0]).unlink(missing_ok=True)
+            _unlink(self._blob_path(row[0]))
         return info, row is None
 
     def _row(self, name: str) -> tuple:
-        with self._lock:
-            row = self._db.execute(f"SELECT blob, {COLUMNS} FROM files WHERE name = ?",
-                                   (name,)).fetchone()
+        row = self._reader().execute(f"SELECT blob, {COLUMNS} FROM files WHERE name = ?",
+                                     (name,)).fetchone()
         if row is None:
             raise FileNotFound(f"No file named {name!r}.")
         return row
@@ -194,13 +218,12 @@ class EmbeddedStore(Store):
                                    (name,)).fetchone()
         if row is None:
             raise FileNotFound(f"No file named {name!r}.")
-        self._blob_path(row[0]).unlink(missing_ok=True)
+        _unlink(self._blob_path(row[0]))
 
     def _list(self, prefix: str, after: str | None, limit: int) -> list[FileInfo]:
         # The base class guarantees after >= prefix when given.
         low, op = (after, ">") if after is not None else (prefix, ">=")
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {COLUMNS} FROM files WHERE name {op} ? AND name < ?"
-                " ORDER BY name LIMIT ?", (low, prefix + NAME_MAX, limit)).fetchall()
+        rows = self._reader().execute(
+            f"SELECT {COLUMNS} FROM files WHERE name {op} ? AND name < ?"
+            " ORDER BY name LIMIT ?", (low, prefix + NAME_MAX, limit)).fetchall()
         return [_row_to_info(row) for row in rows]
