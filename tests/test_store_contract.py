@@ -83,8 +83,10 @@ def test_content_type_is_guessed_when_not_given(store, name, expected):
 
 
 def test_put_streams_in_bounded_chunks(store):
-    source = Source(os.urandom(5 * 1024 * 1024))
-    store.put("big.bin", source)
+    data = os.urandom(5 * 1024 * 1024)
+    source = Source(data)
+    info, _ = store.put("big.bin", source)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert source.read_all_calls == 0
     assert 0 < source.largest_read <= 4 * 1024 * 1024
 
@@ -229,7 +231,8 @@ def test_truncated_upload_stores_nothing(store):
     with pytest.raises(IncompleteUpload):
         store.put("f", io.BytesIO(b"only part"), length=100)
     with pytest.raises(IncompleteUpload):
-        store.put("g", Source(os.urandom(3_000_000), fail_after=1_000_000))
+        store.put("g", Source(os.urandom(3_000_000), fail_after=2_500_000))
+    assert not [t for t in threading.enumerate() if t.name == "sha256"], "hash thread leaked"
     assert read_all(store, "f") == b"old"
     assert [f.name for f in store.list().files] == ["f"]
 
