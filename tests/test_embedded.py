@@ -90,3 +90,19 @@ def test_unusable_data_dir_is_a_config_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="data_dir"):
         EmbeddedStore(blocker / "sub")
+
+
+def test_fsync_option(tmp_path):
+    from fileserver.config import Settings
+
+    settings = Settings(data_dir=str(tmp_path))
+    store = EmbeddedStore.from_config(settings, {"fsync": "false"})
+    try:
+        assert store.fsync is False
+        store.put("f", io.BytesIO(b"x"))
+        with store.open("f") as f:
+            assert f.read() == b"x"
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="fsync: 'sometimes'"):
+        EmbeddedStore.from_config(settings, {"fsync": "sometimes"})
