@@ -161,3 +161,29 @@ def test_wheel_ships_templates_and_static_files(tmp_path):
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "fileserver = fileserver.cli:main" in entry_points
     assert "embedded = fileserver_plugins.embedded:EmbeddedStore" in entry_points
+
+
+def test_a_third_party_backend_appears_through_its_entry_point(tmp_path):
+    """What `pip install some-backend` does: a distribution with an entry point
+    in the fileserver.backends group, importable from sys.path."""
+    site = tmp_path / "site"
+    dist = site / "thirdparty_store-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-store\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[fileserver.backends]\nmemo = thirdparty_store:MemoStore\n")
+    (site / "thirdparty_store.py").write_text(
+        "from fileserver_plugins.embedded import EmbeddedStore\n\n"
+        "class MemoStore(EmbeddedStore):\n    pass\n")
+    env = {"PYTHONPATH": str(site)}
+    listing = run_cli("backends", env=env)
+    assert "memo" in listing.stdout and "thirdparty_store:MemoStore" in listing.stdout
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fileserver", "serve", "--backend", "memo", "--port", "0",
+         "--data-dir", str(tmp_path / "d")], env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "with the memo backend" in server.stdout.readline()
+    finally:
+        server.terminate()
+        server.wait(15)
