@@ -16,7 +16,7 @@ from .store import Store
 GROUP = "fileserver.backends"
 
 #: pip extras that bring a backend's driver, for the install hint.
-EXTRAS: dict[str, str] = {}
+EXTRAS: dict[str, str] = {"couchdb": "couchdb", "gridfs": "gridfs"}
 
 
 def available_backends() -> dict[str, EntryPoint]:

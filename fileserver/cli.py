@@ -1,4 +1,4 @@
-"""The ``fileserver`` command: ``serve`` and ``backends``."""
+"""The ``fileserver`` command: ``serve``, ``init-db``, ``migrate`` and ``backends``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-size", help="largest request body, e.g. 500M, 2G; 0 = none")
     serve.add_argument("--threads", help="worker threads (default 8)")
     commands.add_parser("backends", help="list the installed storage backends")
+    move = commands.add_parser("migrate", help="copy every file into the store another "
+                               "config file names (resumable)")
+    move.add_argument("--config", help="the source: INI file (default: $FILESERVER_CONFIG)")
+    move.add_argument("--to-config", required=True, help="INI file naming the destination")
+    init = commands.add_parser("init-db", help="create the backend's database, indexes "
+                               "and permissions (safe to run twice)")
+    init.add_argument("--config", help="INI file (default: $FILESERVER_CONFIG)")
+    init.add_argument("--backend", help="storage backend name (default: from the config)")
+    init.add_argument("--data-dir", help="where the embedded store keeps data")
+    init.add_argument("--admin-url", help="credentials allowed to create databases, "
+                      "e.g. http://admin:secret@127.0.0.1:5984/ (default: the configured url)")
     return parser
 
 
@@ -60,6 +71,40 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def init_db(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, overrides={"backend": args.backend,
+                                                     "data_dir": args.data_dir})
+    cls = load_backend(settings.backend)
+    lines = cls.init_db(settings, settings.options_for(settings.backend), admin_url=args.admin_url)
+    for line in lines or [f"{settings.backend}: nothing to set up"]:
+        print(f"fileserver: {line}")
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from .backends import open_store
+    from .migrate import migrate as run
+
+    source_settings = load_settings(args.config)
+    target_settings = load_settings(args.to_config, env={})
+    source = open_store(source_settings)
+    try:
+        target = open_store(target_settings)
+        try:
+            print(f"fileserver: migrating {source_settings.backend} ({source.location}) -> "
+                  f"{target_settings.backend} ({target.location})", flush=True)
+            report = run(source, target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    for name, error in report.failed:
+        print(f"fileserver: failed: {name}: {error}", file=sys.stderr)
+    print(f"fileserver: {report.copied} copied, {report.skipped} already there, "
+          f"{len(report.failed)} failed", flush=True)
+    return 1 if report.failed else 0
+
+
 def list_backends() -> int:
     for name, entry in sorted(available_backends().items()):
         try:
@@ -77,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     # "Task queue depth is N" on every busy moment says nothing actionable.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
-        return serve(args) if args.command == "serve" else list_backends()
+        commands = {"serve": serve, "init-db": init_db, "migrate": migrate,
+                    "backends": lambda _: list_backends()}
+        return commands[args.command](args)
     except StoreError as exc:
         print(f"fileserver: error: {exc}", file=sys.stderr)
         return 2

@@ -205,6 +205,8 @@ class Upload:
         self.length = length
         self.size = 0
         self.complete = False
+        self.keep_created: datetime | None = None
+        self.keep_modified: datetime | None = None
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -246,8 +248,11 @@ class Upload:
         return self._hash.hexdigest()
 
     def to_info(self, name: str, *, created: datetime, modified: datetime) -> FileInfo:
+        """The info to store. Backends pass their own times; times given to
+        ``put`` (a migration keeps the originals) take precedence."""
         return FileInfo(name=name, size=self.size, content_type=self.content_type,
-                        sha256=self.sha256, created=created, modified=modified,
+                        sha256=self.sha256, created=self.keep_created or created,
+                        modified=self.keep_modified or modified,
                         owner=self.owner, meta=dict(self.meta))
 
 
@@ -338,21 +343,33 @@ class Store(abc.ABC):
     def from_config(cls, settings: Any, options: dict[str, str]) -> "Store":
         """Build the store from the app settings and its ``[backend.NAME]`` options."""
 
+    @classmethod
+    def init_db(cls, settings: Any, options: dict[str, str], *,
+                admin_url: str | None = None) -> list[str]:
+        """Create what the backend needs (database, indexes, design documents,
+        permissions); safe to run twice. ``admin_url`` carries credentials
+        allowed to do that where the configured ones are not. Returns lines
+        for people saying what was done. (``fileserver init-db``)"""
+        return []
+
     # -- public API: checks first, then the backend primitive ------------------
 
     def put(self, name: str, source: BinaryIO, *, content_type: str | None = None,
             owner: str | None = None, meta: dict[str, Any] | None = None,
-            length: int | None = None) -> tuple[FileInfo, bool]:
+            length: int | None = None, created: datetime | None = None,
+            modified: datetime | None = None) -> tuple[FileInfo, bool]:
         """Store ``source`` under ``name``, streaming. Returns (info, created).
 
         ``length`` is the announced size if known: too large fails before a
-        byte is read, and a shorter body fails as incomplete.
+        byte is read, and a shorter body fails as incomplete. ``created`` and
+        ``modified`` keep given times instead of now (for migrations).
         """
         name = validate_name(name)
         if self.max_size is not None and length is not None and length > self.max_size:
             raise TooLarge(too_large_message(self.max_size))
         upload = Upload(source, content_type=content_type or guess_type(name), owner=owner,
                         meta=dict(meta or {}), max_size=self.max_size, length=length)
+        upload.keep_created, upload.keep_modified = created, modified
         try:
             info, created = self._put(name, upload)
         finally:

@@ -187,3 +187,12 @@ def test_a_third_party_backend_appears_through_its_entry_point(tmp_path):
     finally:
         server.terminate()
         server.wait(15)
+
+
+def test_init_db_command_is_safe_to_repeat(tmp_path):
+    for _ in range(2):
+        result = run_cli("init-db", "--data-dir", str(tmp_path / "d"))
+        assert result.returncode == 0, result.stderr
+        assert "embedded: nothing to set up" in result.stdout
+    result = run_cli("init-db", "--backend", "nosuch")
+    assert result.returncode == 2 and "unknown backend 'nosuch'" in result.stderr
