@@ -17,7 +17,7 @@ from bottle import Bottle, HTTPError, request, response, static_file
 from . import files
 from .backends import open_store
 from .config import Settings
-from .errors import StoreError
+from .errors import BackendUnavailable, StoreError
 from .store import Store
 from .views import STATIC_DIR
 from .web import render, wants_html
@@ -44,7 +44,9 @@ class StorePlugin:
             try:
                 return callback(*args, **kwargs)
             except StoreError as exc:
-                if exc.status >= 500:
+                if isinstance(exc, BackendUnavailable):  # one line, not a traceback per request
+                    log.warning("%s %s: %s", request.method, request.path, exc)
+                elif exc.status >= 500:
                     log.exception("store error on %s %s", request.method, request.path)
                 raise HTTPError(exc.status, str(exc)) from exc
 

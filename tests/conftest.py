@@ -21,35 +21,101 @@ import pytest
 import webtest
 
 from fileserver import Settings, create_app
+from fileserver.backends import load_backend
 from fileserver.store import Store
-from fileserver_plugins.embedded import EmbeddedStore
+from servers import RunningCouchDB, start_couchdb, start_mongodb
 
-
-def _embedded(root: Path, max_size: int | None) -> Store:
-    return EmbeddedStore(root / "embedded-data", max_size=max_size)
-
-
-def _embedded_config(root: Path) -> str:
-    return f"[fileserver]\nbackend = embedded\ndata_dir = {root / 'embedded-data'}\n"
+# A CouchDB user that is no admin, only a member of the test databases,
+# the way an operator would run the server (init-db runs as admin).
+COUCH_USER, COUCH_PASSWORD = "fileserver", "member-secret"
 
 
 @dataclass
 class Backend:
+    """How the suites get a fresh, empty store of one backend."""
+
     name: str
-    #: (scratch dir, max_size) -> a fresh, empty store
-    make: Callable[[Path, int | None], Store]
-    #: scratch dir -> INI text that makes `fileserver serve` use this backend
-    config: Callable[[Path], str]
+    #: scratch dir -> ``[backend.NAME]`` options for a new, empty store
+    fresh_options: Callable[[Path], dict[str, str]]
+    #: credentials for init_db where the store's own are not enough
+    admin_url: str | None = None
+
+    def settings(self, root: Path, max_size: int | None = None) -> tuple[Settings, dict]:
+        options = self.fresh_options(root)
+        settings = Settings(backend=self.name, data_dir=str(root / "data"),
+                            max_upload_size=max_size, backend_options={self.name: options})
+        load_backend(self.name).init_db(settings, options, admin_url=self.admin_url)
+        return settings, options
+
+    def make(self, root: Path, max_size: int | None = None) -> Store:
+        settings, options = self.settings(root, max_size)
+        return load_backend(self.name).from_config(settings, options)
+
+    def config(self, root: Path) -> str:
+        """INI text that makes `fileserver serve` use a new, empty store."""
+        settings, options = self.settings(root)
+        lines = ["[fileserver]", f"backend = {self.name}", f"data_dir = {settings.data_dir}",
+                 "", f"[backend.{self.name}]"]
+        lines += [f"{key} = {value}" for key, value in options.items()]
+        return "\n".join(lines) + "\n"
 
 
-BACKENDS: dict[str, Backend] = {
-    "embedded": Backend("embedded", _embedded, _embedded_config),
-}
+_counter = iter(range(10**9))
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{os.getpid()}x{next(_counter)}"
+
+
+def _embedded(request) -> Backend:
+    return Backend("embedded", lambda root: {"path": str(root / "embedded-data")})
+
+
+def _couchdb(request) -> Backend:
+    server: RunningCouchDB = request.getfixturevalue("couchdb_server")
+    member_url = server.user_url(COUCH_USER, COUCH_PASSWORD)
+    return Backend("couchdb", lambda root: {"url": member_url, "database": _unique("files-")},
+                   admin_url=server.admin_url)
+
+
+def _gridfs(request) -> Backend:
+    server = request.getfixturevalue("mongodb_server")
+    return Backend("gridfs", lambda root: {"uri": server.uri, "database": _unique("fs"),
+                                           "bucket": "fs"})
+
+
+#: backend name -> how to set it up (given the pytest request, for server fixtures)
+BACKENDS: dict[str, Callable] = {"couchdb": _couchdb, "embedded": _embedded, "gridfs": _gridfs}
+
+
+@pytest.fixture(scope="session")
+def couchdb_server(tmp_path_factory):
+    server = start_couchdb(tmp_path_factory.mktemp("couchdb"))
+    _ensure_couch_user(server)
+    yield server
+    server.stop()
+
+
+def _ensure_couch_user(server: RunningCouchDB) -> None:
+    import couchdb  # the test extra
+
+    users = couchdb.Server(server.admin_url)["_users"]
+    doc_id = f"org.couchdb.user:{COUCH_USER}"
+    if doc_id not in users:
+        users[doc_id] = {"name": COUCH_USER, "password": COUCH_PASSWORD, "roles": [],
+                         "type": "user"}
+
+
+@pytest.fixture(scope="session")
+def mongodb_server(tmp_path_factory):
+    server = start_mongodb(tmp_path_factory.mktemp("mongodb"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request) -> Backend:
-    return BACKENDS[request.param]
+    return BACKENDS[request.param](request)
 
 
 @pytest.fixture

@@ -100,8 +100,11 @@ class RunningMongoDB(Running):
 # -- CouchDB API (express-pouchdb) ---------------------------------------------------
 
 
-def start_couchdb(workdir: Path, timeout: float = 60) -> RunningCouchDB:
-    """A CouchDB-API server with data under ``workdir``, or the one in COUCHDB_URL."""
+def start_couchdb(workdir: Path, timeout: float = 60, *, port: int = 0) -> RunningCouchDB:
+    """A CouchDB-API server with data under ``workdir``, or the one in COUCHDB_URL.
+
+    ``port`` 0 picks a free one; give the old port to restart on the same data.
+    """
     if os.environ.get("COUCHDB_URL"):
         return _external_couchdb(os.environ["COUCHDB_URL"])
     node_modules = ensure_couchdb_tools()
@@ -114,7 +117,7 @@ def start_couchdb(workdir: Path, timeout: float = 60) -> RunningCouchDB:
                COUCHDB_ADMIN_PASSWORD=COUCHDB_ADMIN_PASSWORD)
     began = time.monotonic()
     process = _popen([node, str(COUCHDB_SOURCE / "server.js"), "--host", "127.0.0.1",
-                      "--port", "0", "--dir", str(workdir / "data")], workdir, log, env)
+                      "--port", str(port), "--dir", str(workdir / "data")], workdir, log, env)
     server = RunningCouchDB(process=process, log=log, url="", admin_url="",
                             admin_user=COUCHDB_ADMIN_USER, admin_password=COUCHDB_ADMIN_PASSWORD)
     port = _wait_for_port(server, r"^listening 127\.0\.0\.1:(\d+)$", began + timeout, "CouchDB")
@@ -190,8 +193,11 @@ def _couchdb_answers(url: str) -> bool:
 # -- MongoDB wire (SecantusDB) -------------------------------------------------------
 
 
-def start_mongodb(workdir: Path, timeout: float = 60) -> RunningMongoDB:
-    """A MongoDB-wire server with data under ``workdir``, or the one in MONGODB_URI."""
+def start_mongodb(workdir: Path, timeout: float = 60, *, port: int = 0) -> RunningMongoDB:
+    """A MongoDB-wire server with data under ``workdir``, or the one in MONGODB_URI.
+
+    ``port`` 0 picks a free one; give the old port to restart on the same data.
+    """
     if os.environ.get("MONGODB_URI"):
         server = RunningMongoDB(uri=os.environ["MONGODB_URI"])
         if not _mongodb_answers(server.uri, timeout_ms=10_000):
@@ -203,7 +209,7 @@ def start_mongodb(workdir: Path, timeout: float = 60) -> RunningMongoDB:
     log = workdir / "mongodb.log"
     began = time.monotonic()
     # cwd=workdir: secantusd-py also looks for ./secantusd.toml
-    process = _popen([secantusd, "--host", "127.0.0.1", "--port", "0",
+    process = _popen([secantusd, "--host", "127.0.0.1", "--port", str(port),
                       "--storage-path", str(workdir / "data")], workdir, log, dict(os.environ))
     server = RunningMongoDB(process=process, log=log, uri="")
     port = _wait_for_port(server, r"listening on 127\.0\.0\.1:(\d+)\s*$", began + timeout,

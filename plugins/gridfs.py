@@ -1,0 +1,364 @@
+"""The GridFS store: files in a MongoDB GridFS bucket, through pymongo.
+
+Options (``[backend.gridfs]``): ``uri`` (default ``mongodb://127.0.0.1:27017/``;
+client options such as ``serverSelectionTimeoutMS`` may go in its query),
+``database`` (default ``fileserver``) and ``bucket`` (default ``fs``).
+
+Layout: the standard GridFS collections ``<bucket>.files`` and
+``<bucket>.chunks``. A stored file is one files document whose ``filename``
+is the name; its ``metadata`` holds ``sha256``, ``content_type``, ``owner``,
+``meta``, ``created`` (copied from the revision replaced) and ``modified``.
+``uploadDate``, set by GridFS when a revision completes, orders revisions
+(and stands in for missing times in files other tools wrote). Indexes:
+GridFS's own ``filename_1_uploadDate_1`` on files (by-name lookups, and
+listings as filename ranges in index order) and the unique ``files_id_1_n_1``
+on chunks.
+
+Atomicity: a replace streams the body into a new revision's chunks; GridFS
+writes the files document -- the only thing readers look for -- last, at
+``close()``, so no reader sees a half-written file, and a failed upload is
+aborted (its chunks deleted) leaving the old revision as it was. Only then
+are older revisions of the name deleted. "Newest" always means the largest
+``(uploadDate, _id)``: reads pick it, listings keep only it, and every writer
+deletes everything older than it, so concurrent writers agree on one winner.
+An upload cut off by a killed process leaves chunks without a files document;
+``sweep_orphans`` (run by ``init_db`` and at startup) deletes those once they
+have been quiet for ``ORPHAN_AGE``, which spares uploads still in progress.
+
+A reader holding a revision that a replace then deletes keeps what its chunk
+cursor has already fetched (a first batch of up to 16 MiB on MongoDB);
+beyond that it fails mid-stream, so replacing a file that is being downloaded
+may cut that download short.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import gridfs
+import pymongo
+from bson import ObjectId
+from gridfs.errors import CorruptGridFile, NoFile
+from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidName, PyMongoError
+
+from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound, StoreError
+from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "mongodb://127.0.0.1:27017/"
+#: Chunks without a files document and quiet for this long are an interrupted
+#: upload. (pymongo sends chunks in batches of up to 48 MiB, so a live upload
+#: writes at least that often unless its client is very slow.)
+ORPHAN_AGE = timedelta(hours=1)
+#: Client defaults, unless the URI sets them: fail fast when the database is
+#: away (startup and requests answer within seconds), and never hang forever.
+CLIENT_DEFAULTS = {"serverSelectionTimeoutMS": 3000, "socketTimeoutMS": 120_000}
+NEWEST = [("uploadDate", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
+FILES_INDEX = [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
+CHUNKS_INDEX = [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)]
+
+
+def mask_uri(uri: str) -> str:
+    """The URI with its password replaced by ``***``, for messages."""
+    scheme, sep, rest = uri.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    return f"{scheme}{sep}{netloc}{slash}{tail}"
+
+
+def _reason(exc: Exception) -> str:
+    # pymongo appends its timeouts and the whole topology description; the first
+    # part ("host:port: [Errno 111] Connection refused") is what people need.
+    text = re.split(r" \(configured timeouts|, Timeout: ", str(exc), maxsplit=1)[0]
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+class _Boundary:
+    """Turns pymongo errors into store errors (``with self._boundary:``)."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is None or isinstance(exc, StoreError):
+            return
+        if isinstance(exc, ConnectionFailure):  # also AutoReconnect, timeouts
+            raise BackendUnavailable(f"The database at {self.where} is not answering "
+                                     f"({_reason(exc)}); try again later.") from exc
+        if isinstance(exc, NoFile):
+            raise FileNotFound(str(exc)) from exc
+        if isinstance(exc, PyMongoError):
+            raise StoreError(f"The database at {self.where} failed: {_reason(exc)}") from exc
+
+
+def _ms(moment: datetime) -> datetime:
+    """BSON dates keep milliseconds: the value as it will read back."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _to_info(doc: dict) -> FileInfo:
+    meta = doc.get("metadata") or {}
+    return FileInfo(name=doc["filename"], size=int(doc["length"]),
+                    content_type=meta.get("content_type") or "application/octet-stream",
+                    sha256=meta.get("sha256", ""), created=meta.get("created", doc["uploadDate"]),
+                    modified=meta.get("modified", doc["uploadDate"]), owner=meta.get("owner"),
+                    meta=dict(meta.get("meta") or {}))
+
+
+def _age_key(doc: dict) -> tuple:
+    return doc["uploadDate"], doc["_id"]
+
+
+class _Reader:
+    """A GridOut whose first chunk was already fetched (see ``_open``)."""
+
+    def __init__(self, grid_out: gridfs.GridOut, head: bytes):
+        self._grid_out = grid_out
+        self._head = head
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._grid_out.read(n)
+        if n is not None and 0 <= n <= len(self._head):
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        rest = -1 if n is None or n < 0 else n - len(self._head)
+        data, self._head = self._head + self._grid_out.read(rest), b""
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        pos = self.tell() + pos if whence == 1 else pos
+        self._head = b""
+        return self._grid_out.seek(pos, 2 if whence == 2 else 0)
+
+    def tell(self) -> int:
+        return self._grid_out.tell() - len(self._head)
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._grid_out.close()
+
+
+class GridFSStore(Store):
+    """Files in one GridFS bucket; one MongoClient, shared by waitress's threads."""
+
+    @classmethod
+    def from_config(cls, settings, options):
+        store = cls(options.get("uri") or DEFAULT_URI, database=options.get("database"),
+                    bucket=options.get("bucket"), max_size=settings.max_upload_size)
+        try:
+            with store._boundary:
+                store._ensure_indexes()  # cheap when they exist; init-db says more
+                store.sweep_orphans()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def init_db(cls, settings, options, *, admin_url=None):
+        store = cls(admin_url or options.get("uri") or DEFAULT_URI,
+                    database=options.get("database"), bucket=options.get("bucket"))
+        try:
+            with store._boundary:
+                lines = store._ensure_indexes() or ["indexes already there"]
+                uploads, chunks = store.sweep_orphans()
+        finally:
+            store.close()
+        if chunks:
+            lines.append(f"removed {chunks} chunks of {uploads} interrupted uploads")
+        return [f"gridfs: {store.location}: {line}" for line in lines]
+
+    def __init__(self, uri: str = DEFAULT_URI, *, database: str | None = None,
+                 bucket: str | None = None, max_size: int | None = None,
+                 client: pymongo.MongoClient | None = None):
+        """Connect and check the database answers (``BackendUnavailable`` if not)."""
+        super().__init__(max_size=max_size)
+        database, bucket, where = database or "fileserver", bucket or "fs", mask_uri(uri)
+        self.location = f"{where} (database {database}, bucket {bucket})"
+        self._boundary = _Boundary(where)
+        if client is None:
+            lowered = uri.lower()
+            defaults = {k: v for k, v in CLIENT_DEFAULTS.items() if f"{k.lower()}=" not in lowered}
+            try:
+                client = pymongo.MongoClient(uri, tz_aware=True, tzinfo=timezone.utc, **defaults)
+            except (ConfigurationError, ValueError, TypeError) as exc:
+                raise ConfigError(f"backend.gridfs uri {where}: {exc}") from None
+        self._client = client
+        try:
+            db = client[database]
+            self._root = db[bucket]
+            self._files, self._chunks = self._root.files, self._root.chunks
+            self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket)
+            client.admin.command("ping")  # the one place startup waits for the server
+        except (InvalidName, TypeError) as exc:
+            client.close()
+            raise ConfigError(f"backend.gridfs: bad database or bucket name: {exc}") from None
+        except ConnectionFailure as exc:
+            client.close()
+            raise BackendUnavailable(f"backend.gridfs: cannot reach MongoDB at {where} "
+                                     f"({_reason(exc)})") from None
+        except PyMongoError as exc:  # e.g. authentication failed
+            client.close()
+            raise ConfigError(f"backend.gridfs: MongoDB at {where} refused the connection: "
+                              f"{_reason(exc)}") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- housekeeping -------------------------------------------------------------
+
+    def _ensure_indexes(self) -> list[str]:
+        """Create the GridFS indexes (the same ones pymongo would); returns what was new."""
+        done = []
+        for collection, keys, unique in [(self._files, FILES_INDEX, False),
+                                         (self._chunks, CHUNKS_INDEX, True)]:
+            existing = [index["key"] for index in collection.list_indexes()]
+            if not any(list(key.items()) == keys for key in existing):
+                name = collection.create_index(keys, unique=unique)
+                done.append(f"created index {name} on {collection.name}")
+        return done
+
+    def sweep_orphans(self, older_than: timedelta = ORPHAN_AGE) -> tuple[int, int]:
+        """Delete chunks of interrupted uploads; returns (uploads, chunks) removed.
+
+        An orphan has chunks but no files document, and both its id (taken
+        when its upload began) and its newest chunk's id (when that chunk was
+        sent) are older than ``older_than``: an upload in progress elsewhere
+        is younger than that or still sending.
+        """
+        cutoff = ObjectId.from_datetime(utcnow() - older_than)
+        candidates = self._chunks.aggregate([
+            {"$match": {"files_id": {"$lt": cutoff}}},
+            {"$group": {"_id": "$files_id"}},  # needs only files_id: an index-only scan
+            {"$lookup": {"from": self._files.name, "localField": "_id",
+                         "foreignField": "_id", "as": "file"}},
+            {"$match": {"file": {"$size": 0}}},
+            {"$project": {"_id": 1}},
+        ], allowDiskUse=True)
+        uploads = chunks = 0
+        for candidate in candidates:
+            last = self._chunks.find_one({"files_id": candidate["_id"]}, {"_id": 1},
+                                         sort=[("n", pymongo.DESCENDING)])
+            if last is not None and last["_id"] < cutoff:
+                chunks += self._chunks.delete_many({"files_id": candidate["_id"]}).deleted_count
+                uploads += 1
+        if uploads:
+            log.info("gridfs: removed %d chunks of %d interrupted uploads", chunks, uploads)
+        return uploads, chunks
+
+    def _newest(self, name: str) -> dict | None:
+        return self._files.find_one({"filename": name}, sort=NEWEST)
+
+    def _drop_older(self, name: str) -> None:
+        """Delete every revision of ``name`` but the newest (see the module docstring)."""
+        revisions = sorted(self._files.find({"filename": name}, {"uploadDate": 1}),
+                           key=_age_key)
+        for doc in revisions[:-1]:
+            try:
+                self._bucket.delete(doc["_id"])
+            except NoFile:
+                pass  # another writer got there first
+
+    # -- primitives ----------------------------------------------------------------
+
+    def _put(self, name: str, upload: Upload) -> tuple[FileInfo, bool]:
+        with self._boundary:
+            grid_in = self._bucket.open_upload_stream(name)
+            try:
+                for chunk in upload.chunks():
+                    grid_in.write(chunk)
+                # Looked up as late as possible: the revision this one replaces.
+                previous = self._newest(name)
+                now = utcnow()
+                created = _to_info(previous).created if previous else now
+                info = upload.to_info(name, created=created, modified=now)
+                info = replace(info, created=_ms(info.created), modified=_ms(info.modified))
+                # Fields set before close() go into the files document, which
+                # close() inserts after the last chunk: the new revision appears.
+                grid_in.metadata = {"sha256": info.sha256, "content_type": info.content_type,
+                                    "owner": info.owner, "meta": info.meta,
+                                    "created": info.created, "modified": info.modified}
+                grid_in.close()
+            except BaseException:
+                try:
+                    grid_in.abort()  # delete the chunks written so far
+                except PyMongoError as exc:  # database away: sweep_orphans gets them later
+                    log.warning("gridfs: could not abort the upload of %r: %s", name, exc)
+                raise
+        try:
+            with self._boundary:
+                self._drop_older(name)
+        except StoreError as exc:
+            # The new revision is stored and is the one readers get; an old one
+            # left behind is hidden and goes with the next replace or delete.
+            log.warning("gridfs: stored %r but could not delete older revisions: %s", name, exc)
+        return info, previous is None
+
+    def _open(self, name: str, start: int, end: int | None) -> StoredFile:
+        with self._boundary:
+            for _ in range(5):
+                doc = self._newest(name)
+                if doc is None:
+                    raise FileNotFound(f"No file named {name!r}.")
+                grid_out = gridfs.GridOut(self._root, file_document=doc)
+                grid_out.seek(start)  # GridOut seeks by chunk number: no reading from 0
+                # Fetch the first chunk now: a replace may delete this revision
+                # between the two queries, and then the newer one is the answer.
+                try:
+                    head = grid_out.readchunk() if start < doc["length"] else b""
+                except CorruptGridFile:
+                    grid_out.close()
+                    continue
+                return StoredFile(_to_info(doc), _Reader(grid_out, head), start=start, end=end)
+        raise StoreError(f"{name!r} kept changing while being opened; try again.")
+
+    def _info(self, name: str) -> FileInfo:
+        with self._boundary:
+            doc = self._newest(name)
+        if doc is None:
+            raise FileNotFound(f"No file named {name!r}.")
+        return _to_info(doc)
+
+    def _delete(self, name: str) -> None:
+        with self._boundary:
+            ids = [doc["_id"] for doc in self._files.find({"filename": name}, {"_id": 1})]
+            if not ids:
+                raise FileNotFound(f"No file named {name!r}.")
+            for file_id in ids:
+                try:
+                    self._bucket.delete(file_id)
+                except NoFile:
+                    pass  # a concurrent replace or delete removed it
+
+    def _list(self, prefix: str, after: str | None, limit: int) -> list[FileInfo]:
+        # A filename range in index order (SecantusDB matches no compiled regex
+        # on an indexed field; a range is what an index serves best anyway).
+        low = {"$gt": after} if after is not None else {"$gte": prefix}
+        cursor = self._files.find({"filename": {**low, "$lt": prefix + NAME_MAX}},
+                                  sort=[("filename", pymongo.ASCENDING)],
+                                  batch_size=limit + 2)
+        # Revisions of one name come together; keep the newest of each, and
+        # stop once the name after the last one wanted shows up.
+        newest: dict[str, dict] = {}
+        with self._boundary, cursor:
+            for doc in cursor:
+                name = doc["filename"]
+                if name not in newest:
+                    if len(newest) == limit:
+                        break
+                    newest[name] = doc
+                elif _age_key(doc) > _age_key(newest[name]):
+                    newest[name] = doc
+        return [_to_info(doc) for doc in newest.values()]
