@@ -196,3 +196,13 @@ def test_init_db_command_is_safe_to_repeat(tmp_path):
         assert "embedded: nothing to set up" in result.stdout
     result = run_cli("init-db", "--backend", "nosuch")
     assert result.returncode == 2 and "unknown backend 'nosuch'" in result.stderr
+
+
+@pytest.mark.parametrize("name, driver", [("couchdb", "couchdb"), ("gridfs", "gridfs")])
+def test_missing_driver_names_the_extra_to_install(monkeypatch, name, driver):
+    from fileserver.backends import load_backend
+
+    monkeypatch.setitem(sys.modules, driver, None)  # as if the package were not installed
+    monkeypatch.delitem(sys.modules, f"fileserver_plugins.{name}", raising=False)
+    with pytest.raises(ConfigError, match=rf"pip install 'fileserver\[{name}\]'"):
+        load_backend(name)
