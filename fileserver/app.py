@@ -15,7 +15,7 @@ import bottle
 from bottle import Bottle, HTTPError, request, response, static_file
 
 from . import files
-from .backends import open_store
+from .backends import install_features, open_store
 from .config import Settings
 from .errors import BackendUnavailable, StoreError
 from .store import Store
@@ -87,4 +87,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         return static_file(path, root=str(STATIC_DIR))
 
     files.add_routes(app)
+    install_features(app)
     return app

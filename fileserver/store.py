@@ -439,6 +439,12 @@ class Store(abc.ABC):
     def close(self) -> None:
         """Release connections and locks."""
 
+    def capability(self, name: str) -> Any:
+        """An optional service this backend offers natively (e.g. ``"tile_index"``
+        for the mosaic plugin), or ``None``. Feature plugins define the
+        interface; backends return an implementation of it."""
+        return None
+
     # -- backend primitives -------------------------------------------------------
 
     @abc.abstractmethod
