@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from bottle import HTTPError, parse_range_header, request, response
 
-from .store import FileInfo, Store
+from .store import CHUNK, FileInfo, Store, StoredFile
 
 #: Types a browser would run as an active page: always sent as attachments.
 ACTIVE_TYPES = {"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml",
@@ -130,13 +130,25 @@ def send_stored(store: Store, name: str, *, download: bool = False):
         if body.info.sha256 != info.sha256:  # replaced meanwhile: describe what we send
             body.close()
             return send_stored(store, name, download=download)
-    if not isinstance(body, bytes) and end - start <= SMALL_FILE:
-        with body:  # cheaper as one bytes object than through the file wrapper
-            body = body.read()
+    if not isinstance(body, bytes):
+        if end - start <= SMALL_FILE:
+            with body:  # cheaper as one bytes object than through the file wrapper
+                body = body.read()
+        elif not body.is_local_file():
+            body = _chunks(body)
     headers["Content-Length"] = str(end - start)
     if wanted:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
     return _respond(206 if wanted else 200, headers, body)
+
+
+def _chunks(body: StoredFile):
+    """Stream a remote reader front to back. Waitress's file wrapper reads,
+    seeks back and seeks forward for every piece it sends: cheap on a local
+    file, a new database request each time on GridFS or CouchDB."""
+    with body:
+        while chunk := body.read(CHUNK):
+            yield chunk
 
 
 def _respond(status: int, headers: dict[str, str], body):

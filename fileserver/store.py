@@ -303,6 +303,14 @@ class StoredFile:
     def readable(self) -> bool:
         return True
 
+    def is_local_file(self) -> bool:
+        """True when the content is an OS file here, where seeking costs nothing."""
+        try:
+            self._raw.fileno()
+        except (AttributeError, OSError, ValueError):
+            return False
+        return True
+
     def tell(self) -> int:
         return self._pos
 
