@@ -110,6 +110,7 @@ class EmbeddedStore(Store):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._tiles = None  # the mosaic's tile index, see capability()
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
@@ -146,8 +147,22 @@ class EmbeddedStore(Store):
                 if blob.name not in known:
                     blob.unlink(missing_ok=True)
 
+    def capability(self, name: str):
+        """``"tile_index"``: the mosaic's tile index, an SQLite file of its own
+        (``tiles.sqlite3``), opened on first use."""
+        if name != "tile_index":
+            return None
+        with self._lock:
+            if self._tiles is None:
+                from fileserver_plugins.embedded_tiles import SQLiteTileIndex  # only when asked
+
+                self._tiles = SQLiteTileIndex(self.root / "tiles.sqlite3")
+            return self._tiles
+
     def close(self) -> None:
         with self._lock:
+            if self._tiles is not None:
+                self._tiles.close()
             for db in self._connections:
                 db.close()
         self._lockfile.close()
