@@ -14,10 +14,11 @@ GridFS's own ``filename_1_uploadDate_1`` on files (by-name lookups, and
 listings as filename ranges in index order) and the unique ``files_id_1_n_1``
 on chunks.
 
-Atomicity: a replace streams the body into a new revision's chunks; GridFS
-writes the files document -- the only thing readers look for -- last, at
-``close()``, so no reader sees a half-written file, and a failed upload is
-aborted (its chunks deleted) leaving the old revision as it was. Only then
+Atomicity: a replace streams the body into a new revision's chunks (a few
+at a time, as GridFS drivers do but without GridIn's 48 MB buffer) and
+writes the files document -- the only thing readers look for -- last, so no
+reader sees a half-written file, and a failed upload is aborted (its chunks
+deleted) leaving the old revision as it was. Only then
 are older revisions of the name deleted. "Newest" always means the largest
 ``(uploadDate, _id)``: reads pick it, listings keep only it, and every writer
 deletes everything older than it, so concurrent writers agree on one winner.
@@ -51,12 +52,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URI = "mongodb://127.0.0.1:27017/"
 #: Chunks without a files document and quiet for this long are an interrupted
-#: upload. (pymongo sends chunks in batches of up to 48 MiB, so a live upload
-#: writes at least that often unless its client is very slow.)
+#: upload. (A live upload writes a batch every 4 MiB, and waitress has the
+#: whole body before the store sees it, so a live one is never quiet that long.)
 ORPHAN_AGE = timedelta(hours=1)
 #: Client defaults, unless the URI sets them: fail fast when the database is
 #: away (startup and requests answer within seconds), and never hang forever.
 CLIENT_DEFAULTS = {"serverSelectionTimeoutMS": 3000, "socketTimeoutMS": 120_000}
+CHUNK_SIZE = gridfs.DEFAULT_CHUNK_SIZE  # 255 KiB, what GridFS drivers use
+BATCH = 16  # chunks per insert: about 4 MiB in flight per upload
 NEWEST = [("uploadDate", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
 FILES_INDEX = [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
 CHUNKS_INDEX = [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)]
@@ -274,26 +277,29 @@ class GridFSStore(Store):
     # -- primitives ----------------------------------------------------------------
 
     def _put(self, name: str, upload: Upload) -> tuple[FileInfo, bool]:
+        # The GridFS layout written here rather than through GridIn: GridIn
+        # holds up to 48 MB of chunks (and then their BSON) per upload before
+        # sending them; a few chunks at a time keeps a server's memory flat.
+        files_id = ObjectId()
         with self._boundary:
-            grid_in = self._bucket.open_upload_stream(name)
             try:
-                for chunk in upload.chunks():
-                    grid_in.write(chunk)
+                length = self._write_chunks(files_id, upload)
                 # Looked up as late as possible: the revision this one replaces.
                 previous = self._newest(name)
                 now = utcnow()
                 created = _to_info(previous).created if previous else now
                 info = upload.to_info(name, created=created, modified=now)
                 info = replace(info, created=_ms(info.created), modified=_ms(info.modified))
-                # Fields set before close() go into the files document, which
-                # close() inserts after the last chunk: the new revision appears.
-                grid_in.metadata = {"sha256": info.sha256, "content_type": info.content_type,
-                                    "owner": info.owner, "meta": info.meta,
-                                    "created": info.created, "modified": info.modified}
-                grid_in.close()
+                # The files document goes in last: only then does the revision exist.
+                self._files.insert_one({
+                    "_id": files_id, "filename": name, "length": length,
+                    "chunkSize": CHUNK_SIZE, "uploadDate": _ms(now),
+                    "metadata": {"sha256": info.sha256, "content_type": info.content_type,
+                                 "owner": info.owner, "meta": info.meta,
+                                 "created": info.created, "modified": info.modified}})
             except BaseException:
                 try:
-                    grid_in.abort()  # delete the chunks written so far
+                    self._chunks.delete_many({"files_id": files_id})  # what was written so far
                 except PyMongoError as exc:  # database away: sweep_orphans gets them later
                     log.warning("gridfs: could not abort the upload of %r: %s", name, exc)
                 raise
@@ -305,6 +311,25 @@ class GridFSStore(Store):
             # left behind is hidden and goes with the next replace or delete.
             log.warning("gridfs: stored %r but could not delete older revisions: %s", name, exc)
         return info, previous is None
+
+    def _write_chunks(self, files_id: ObjectId, upload: Upload) -> int:
+        """Store the body as ``CHUNK_SIZE`` chunks, ``BATCH`` per request; returns its length."""
+        pending, batch, n, length = bytearray(), [], 0, 0
+        for data in upload.chunks():
+            pending += data
+            length += len(data)
+            while len(pending) >= CHUNK_SIZE:
+                batch.append({"files_id": files_id, "n": n, "data": bytes(pending[:CHUNK_SIZE])})
+                del pending[:CHUNK_SIZE]
+                n += 1
+                if len(batch) == BATCH:
+                    self._chunks.insert_many(batch, ordered=True)
+                    batch = []
+        if pending:
+            batch.append({"files_id": files_id, "n": n, "data": bytes(pending)})
+        if batch:
+            self._chunks.insert_many(batch, ordered=True)
+        return length
 
     def _open(self, name: str, start: int, end: int | None) -> StoredFile:
         with self._boundary:
