@@ -68,7 +68,9 @@ SPEED_GOAL = 0.85  # ours/direct
 MEMORY_GOAL = 64 * MiB
 OP_TIMEOUT = 300  # seconds of silence on a driver's socket before it gives up
 SMALLEST_FALLBACK_MIB = 16
-COUCH_MEMBER = ("fileserver-bench", "bench-" + uuid.uuid4().hex[:12])
+# A member user of its own per run (removed at the end): a leftover of a killed
+# run on a real server can't clash with this one's password.
+COUCH_MEMBER = (f"fileserver-bench-{uuid.uuid4().hex[:8]}", "bench-" + uuid.uuid4().hex[:12])
 
 
 def drain(read: Callable[[int], bytes], size: int, sha256: str | None, what: str) -> None:

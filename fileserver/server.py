@@ -63,7 +63,11 @@ def make_server(app, settings: Settings):
                       ident="fileserver", clear_untrusted_proxy_headers=True,
                       # Read uploads from the socket in large pieces: with the
                       # 8 KiB default, receiving is a Python loop per 8 KiB.
-                      recv_bytes=256 * 1024)
+                      recv_bytes=256 * 1024,
+                      # Keep up to 16 MiB of a response in memory (default 1 MiB)
+                      # before spilling to a temporary file: streamed downloads
+                      # otherwise write every piece to disk and read it back.
+                      outbuf_overflow=16 * 1024 * 1024)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}
