@@ -9,15 +9,14 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote, urlencode
 
 from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 
-from .web import render, wants_html
 from .serving import send_stored
 from .store import Listing, Store, format_size, validate_prefix
-from .uploads import body_length, body_stream, iter_parts
+from .uploads import body_length, body_stream, iter_parts, multipart_boundary
+from .web import json_response, query_int, render, wants_html
 
 # Clients that send no better type (curl --data, browsers for unknown files).
 NO_OPINION_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
@@ -40,11 +39,6 @@ def _client_type(value: str | None) -> str | None:
     return None if value.split(";")[0].strip().lower() in NO_OPINION_TYPES else value
 
 
-def _json(data, status: int = 200, **headers: str) -> HTTPResponse:
-    return HTTPResponse(json.dumps(data), status=status,
-                        **{"Content-Type": "application/json", **headers})
-
-
 def check_same_origin() -> None:
     """Refuse state changes that a foreign web page makes a browser send."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -62,7 +56,7 @@ def put_file(name: str, store: Store):
     info, created = store.put(name, body_stream(), length=body_length(),
                               content_type=_client_type(request.get_header("Content-Type")))
     headers = {"Location": file_url(info.name)} if created else {}
-    return _json(describe(info), 201 if created else 200, **headers)
+    return json_response(describe(info), 201 if created else 200, **headers)
 
 
 def _folder_of(path: str) -> str:
@@ -73,21 +67,17 @@ def _folder_of(path: str) -> str:
 
 
 def post_files(store: Store, path: str = ""):
-    ctype, options = request.get_header("Content-Type", ""), {}  # not .content_type: lowercased
+    ctype = request.get_header("Content-Type", "")  # not .content_type: lowercased
     if not ctype.lower().startswith("multipart/form-data"):
         if path and not path.endswith("/") and request.forms.get("_method", "").upper() == "DELETE":
             return delete_file(path, store)  # the listing's no-JavaScript delete button
         raise HTTPError(415, "Send multipart/form-data with parts named 'file' "
                         "(curl -F file=@photo.jpg URL), or PUT the raw body to /files/<name>.")
     folder = _folder_of(path)
-    for item in ctype.split(";")[1:]:
-        key, _, value = item.strip().partition("=")
-        options[key.lower()] = value.strip('"')  # the boundary is case-sensitive
-    if not options.get("boundary"):
-        raise HTTPError(400, "The multipart Content-Type has no boundary.")
+    boundary = multipart_boundary(ctype)
     stored = []
     try:
-        for segment, part in iter_parts(options["boundary"]):
+        for segment, part in iter_parts(boundary):
             if segment.name != "file" or segment.filename is None:
                 continue
             filename = segment.filename.replace("\\", "/").rsplit("/", 1)[-1]
@@ -107,7 +97,7 @@ def post_files(store: Store, path: str = ""):
         raise HTTPError(400, "No file in the form: send parts named 'file' with a filename.")
     if wants_html():
         redirect(file_url(folder, absolute=False), 303)
-    return _json([describe(i) for i in stored], 201)
+    return json_response([describe(i) for i in stored], 201)
 
 
 def delete_file(name: str, store: Store):
@@ -116,14 +106,6 @@ def delete_file(name: str, store: Store):
         folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
         redirect(file_url(folder, absolute=False), 303)
     return HTTPResponse(status=204)
-
-
-def _query_int(key: str, default: int) -> int:
-    raw = request.query.get(key)
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise HTTPError(400, f"The query parameter {key} must be a whole number, not {raw!r}.") from None
 
 
 def _next_url(listing: Listing, **query: str) -> str | None:
@@ -138,7 +120,7 @@ def list_files(store: Store, path: str = ""):
     html = wants_html()
     prefix = folder + request.query.getunicode("prefix", default="")
     delimiter = "/" if html else request.query.getunicode("delimiter", default="") or None
-    limit = _query_int("limit", 200 if html else 100)
+    limit = query_int("limit", 200 if html else 100)
     after = request.query.getunicode("after", default=None)
     listing = store.list(prefix, after=after, limit=limit, delimiter=delimiter)
     next_url = _next_url(listing, prefix=request.query.getunicode("prefix", default=""),
@@ -150,7 +132,7 @@ def list_files(store: Store, path: str = ""):
         return render("listing", folder=folder, listing=listing, next_url=next_url,
                       file_url=file_url, format_size=format_size,
                       prefix=request.query.getunicode("prefix", default=""))
-    return _json({"prefix": prefix, "files": [describe(i) for i in listing.files],
+    return json_response({"prefix": prefix, "files": [describe(i) for i in listing.files],
                   "folders": listing.folders, "next": next_url})
 
 

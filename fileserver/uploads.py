@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterator
 
-from bottle import request
+from bottle import HTTPError, request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 from .errors import IncompleteUpload
@@ -27,6 +27,15 @@ def body_length() -> int | None:
     if request.chunked or env.get("wsgi.input_terminated"):
         return None
     return 0
+
+
+def multipart_boundary(content_type: str) -> str:
+    """The boundary of a multipart Content-Type header (case kept), or a 400."""
+    for item in content_type.split(";")[1:]:
+        key, _, value = item.strip().partition("=")
+        if key.lower() == "boundary" and value:
+            return value.strip('"')
+    raise HTTPError(400, "The multipart Content-Type has no boundary.")
 
 
 def body_stream() -> BinaryIO:

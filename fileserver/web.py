@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import bottle
-from bottle import request
+from bottle import HTTPError, HTTPResponse, request
 
 from .views import VIEWS_DIR
 
@@ -22,3 +23,17 @@ def render(name: str, **values: Any) -> str:
     """Render ``views/<name>.tpl``; the lookup path is absolute, so installed
     copies find their templates from any working directory."""
     return bottle.template(name, template_lookup=[str(VIEWS_DIR)], request=request, **values)
+
+
+def json_response(data: Any, status: int = 200, **headers: str) -> HTTPResponse:
+    return HTTPResponse(json.dumps(data), status=status,
+                        **{"Content-Type": "application/json", **headers})
+
+
+def query_int(key: str, default: int) -> int:
+    """A whole-number query parameter, or a 400 naming it."""
+    raw = request.query.get(key)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise HTTPError(400, f"The query parameter {key} must be a whole number, not {raw!r}.") from None

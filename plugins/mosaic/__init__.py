@@ -12,7 +12,6 @@ in the backend's own tile index (``store.capability("tile_index")``, see
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import urlencode
 
@@ -21,11 +20,11 @@ from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 from fileserver.errors import FileNotFound
 from fileserver.files import file_url
 from fileserver.store import MAX_PAGE, Store
-from fileserver.uploads import body_length, body_stream, iter_parts
-from fileserver.web import render, wants_html
+from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
+from fileserver.web import json_response, query_int, render, wants_html
 
 from .index import TileIndex, tile_file
-from .ingest import Limits, Refused, Report, ingest_image, ingest_zip, spool
+from .ingest import Limits, Report, ingest_image, ingest_zip, spool
 
 TILE_ID = re.compile(r"[0-9a-f]{64}")
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
@@ -45,18 +44,6 @@ def _limits() -> Limits:
     return request.app.config.get("mosaic.limits") or Limits()
 
 
-def _json(data, status: int = 200) -> HTTPResponse:
-    return HTTPResponse(json.dumps(data), status=status, **{"Content-Type": "application/json"})
-
-
-def _boundary(ctype: str) -> str:
-    for item in ctype.split(";")[1:]:
-        key, _, value = item.strip().partition("=")
-        if key.lower() == "boundary" and value:
-            return value.strip('"')
-    raise HTTPError(400, "The multipart Content-Type has no boundary.")
-
-
 def post_tiles(store: Store):
     index, limits = tile_index(store), _limits()
     ctype = request.get_header("Content-Type", "")
@@ -67,7 +54,7 @@ def post_tiles(store: Store):
             ingest_zip(fp, store, index, limits, report)
     elif base == "multipart/form-data":
         seen = 0
-        for segment, part in iter_parts(_boundary(ctype)):
+        for segment, part in iter_parts(multipart_boundary(ctype)):
             if segment.name not in ("zip", "image") or not segment.filename:
                 continue
             seen += 1
@@ -84,21 +71,13 @@ def post_tiles(store: Store):
                         "-H 'Content-Type: application/zip') or images (-F image=@a.jpg).")
     if wants_html():
         redirect("/mosaic/tiles", 303)
-    return _json(report.to_dict(), 201 if report.added else 200)
-
-
-def _query_int(key: str, default: int) -> int:
-    raw = request.query.get(key)
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise HTTPError(400, f"The query parameter {key} must be a whole number, not {raw!r}.") from None
+    return json_response(report.to_dict(), 201 if report.added else 200)
 
 
 def list_tiles(store: Store):
     index = tile_index(store)
     html = wants_html()
-    limit = max(1, min(_query_int("limit", 200 if html else 100), MAX_PAGE))
+    limit = max(1, min(query_int("limit", 200 if html else 100), MAX_PAGE))
     after = request.query.getunicode("after", default=None)
     records = index.page(after, limit + 1)
     more, records = len(records) > limit, records[:limit]
@@ -114,7 +93,7 @@ def list_tiles(store: Store):
     if html:
         response.content_type = "text/html; charset=utf-8"
         return render("mosaic_tiles", count=index.count(), tiles=tiles, next_url=next_url)
-    return _json({"count": index.count(), "tiles": tiles, "next": next_url})
+    return json_response({"count": index.count(), "tiles": tiles, "next": next_url})
 
 
 def delete_tile(tile_id: str, store: Store):
