@@ -53,8 +53,8 @@ from pathlib import Path
 from typing import Callable
 
 from bench_http import (CHUNK, HOST, MiB, Server, _exit_cleanly, _printed_url, _spawn, cpu_times,
-                        curl, download, log, random_file, sha256_of, steal_percent, tool_version,
-                        upload, version)
+                        curl, download, log, publish, random_file, sha256_of, steal_percent,
+                        tool_version, upload, version)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -795,10 +795,7 @@ def main() -> int:
         for setup in setups.values():
             setup.close()
         shutil.rmtree(work, ignore_errors=True)
-    print(table, end="")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(table)
-    log(f"table written to {RESULTS}")
+    publish(table, RESULTS)
     return 0
 
 

@@ -454,6 +454,14 @@ def report(transfers: dict, huge: dict, flags: dict, opts) -> str:
     return "\n".join(lines) + "\n"
 
 
+def publish(table: str, path: Path) -> None:
+    """Print the table and keep it in ``path`` (bench/results/, git-ignored)."""
+    print(table, end="")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(table)
+    log(f"table written to {path}")
+
+
 def _exit_cleanly(signum, frame) -> None:
     signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the cleanup short
     sys.exit(128 + signum)
@@ -498,10 +506,7 @@ def main() -> int:
         for server in servers:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(table, end="")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(table)
-    log(f"table written to {RESULTS}")
+    publish(table, RESULTS)
     return 0
 
 
