@@ -33,6 +33,20 @@ def parse_size(text: str) -> int | None:
     return int(float(number) * _UNITS[unit.upper()])
 
 
+def mask_password(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs.
+
+    Plain string work rather than urlsplit, so multi-host URIs
+    (``mongodb://u:p@h1:1,h2:2/``) are masked too.
+    """
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    return f"{scheme}{sep}{netloc}{slash}{tail}"
+
+
 def _port(text: str) -> int:
     port = int(text)
     if not 0 <= port <= 65535:

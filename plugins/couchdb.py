@@ -52,6 +52,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import couchdb
 import couchdb.http as couch_http
 
+from fileserver.config import mask_password
 from fileserver.errors import BackendUnavailable, FileNotFound, StoreError, TooLarge
 from fileserver.store import CHUNK, FileInfo, Store, StoredFile, Upload, utcnow
 
@@ -73,15 +74,6 @@ VALIDATE = """function (newDoc, oldDoc, userCtx) {
 
 def doc_id(name: str) -> str:
     return "f:" + name.encode("utf-8").hex()
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _fields(info: FileInfo) -> dict[str, Any]:
@@ -177,7 +169,7 @@ class CouchDBStore(Store):
     def _options(cls, options: dict[str, str]) -> tuple[str, str, float]:
         url = (options.get("url") or "http://127.0.0.1:5984/").strip()
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise StoreError(f"backend.couchdb url: {mask(url)!r} is not an http(s):// URL")
+            raise StoreError(f"backend.couchdb url: {mask_password(url)!r} is not an http(s):// URL")
         try:
             timeout = float(options.get("timeout", 60))
         except ValueError:
@@ -198,7 +190,7 @@ class CouchDBStore(Store):
         if not url.endswith("/"):
             url += "/"
         parts = urlsplit(url)
-        self.url, self.database, self.timeout = mask(url), database, timeout
+        self.url, self.database, self.timeout = mask_password(url), database, timeout
         self.location = f"{self.url}{database}"
         self.user = unquote(parts.username) if parts.username else None
         self._plain_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -45,6 +45,7 @@ from bson import ObjectId
 from gridfs.errors import CorruptGridFile, NoFile
 from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidName, PyMongoError
 
+from fileserver.config import mask_password
 from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound, StoreError
 from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
 
@@ -63,16 +64,6 @@ BATCH = 16  # chunks per insert: about 4 MiB in flight per upload
 NEWEST = [("uploadDate", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
 FILES_INDEX = [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
 CHUNKS_INDEX = [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)]
-
-
-def mask_uri(uri: str) -> str:
-    """The URI with its password replaced by ``***``, for messages."""
-    scheme, sep, rest = uri.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
-    return f"{scheme}{sep}{netloc}{slash}{tail}"
 
 
 def _reason(exc: Exception) -> str:
@@ -188,7 +179,7 @@ class GridFSStore(Store):
                  client: pymongo.MongoClient | None = None):
         """Connect and check the database answers (``BackendUnavailable`` if not)."""
         super().__init__(max_size=max_size)
-        database, bucket, where = database or "fileserver", bucket or "fs", mask_uri(uri)
+        database, bucket, where = database or "fileserver", bucket or "fs", mask_password(uri)
         self.location = f"{where} (database {database}, bucket {bucket})"
         self._boundary = _Boundary(where)
         if client is None:

@@ -24,7 +24,8 @@ from pymongo import monitoring
 from conftest import start_server
 from fileserver import Settings
 from fileserver.errors import BackendUnavailable, IncompleteUpload, TooLarge
-from fileserver_plugins.gridfs import GridFSStore, mask_uri
+from fileserver.config import mask_password as mask_uri
+from fileserver_plugins.gridfs import GridFSStore
 from servers import start_mongodb
 from test_store_contract import Source
 
