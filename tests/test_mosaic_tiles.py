@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fileserver_plugins.mosaic.features import (bucket_of, features, neighbour_buckets,
-                                                normalise, srgb_to_lab)
+                                                normalise, square, srgb_to_lab)
 from fileserver_plugins.mosaic.ingest import Limits
 
 # -- features (pure) -----------------------------------------------------------------
@@ -55,6 +55,7 @@ def test_normalise_modes_alpha_and_size():
     assert normalise(Image.new("CMYK", (4, 4), (0, 0, 0, 0))).mode == "RGB"
     assert normalise(Image.new("I;16", (4, 4), 1000)).mode == "RGB"
     assert max(normalise(Image.new("RGB", (1000, 500))).size) == 256
+    assert square(Image.new("RGB", (30, 12))).size == (12, 12)
 
 
 # -- building uploads ----------------------------------------------------------------
@@ -183,8 +184,13 @@ def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
     by_source = {t["meta"]["source"]: t for t in body["tiles"]}
     assert set(by_source) == ADDED
     assert by_source["clear.png"]["features"]["lab"][0] == pytest.approx(100, abs=0.5)  # on white
-    assert (by_source["rotated.jpg"]["meta"]["width"], by_source["rotated.jpg"]["meta"]["height"]) \
-        == (20, 40)
+    # Shown upright it is 20x40 with the lower half white; the tile is its
+    # centred square, so the sub-grid is dark on top and light below.
+    rotated = by_source["rotated.jpg"]
+    assert (rotated["meta"]["width"], rotated["meta"]["height"]) == (20, 20)
+    grid = np.array(store_of(app).capability("tile_index").get(rotated["id"]).features.grid)
+    lightness = grid.reshape(3, 3, 3)[:, :, 0]
+    assert lightness[0].max() < 10 and lightness[2].min() > 90
     assert by_source["red.png"]["features"]["lab"] == pytest.approx([53.2, 80.1, 67.2], abs=1.5)
     names = {f.name for f in store_of(app).list("", limit=1000).files}
     assert names == {f"tiles/{t['id']}.jpg" for t in body["tiles"]}

@@ -4,6 +4,13 @@
                                 or images (multipart "image"): 201 JSON report
     GET    /mosaic/tiles        the library: JSON (count, page, next) or HTML gallery
     DELETE /mosaic/tiles/<id>   204; 404 when absent
+    POST   /mosaic              make a mosaic from an uploaded ("image") or stored
+                                ("source") image: 201 JSON, stored under mosaics/
+    GET    /mosaic              the page to make one (and see a result)
+    GET    /mosaic/jobs/<id>    a background job's state (JSON or a page)
+
+Both POSTs run synchronously, as curl users expect; with ``Prefer:
+respond-async`` they answer 202 and a job URL to poll instead (``jobs.py``).
 
 Tiles are files ``tiles/<id>.jpg`` in the active store; their features live
 in the backend's own tile index (``store.capability("tile_index")``, see
@@ -13,7 +20,11 @@ in the backend's own tile index (``store.capability("tile_index")``, see
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
+import secrets
+import tempfile
+import time
+from typing import BinaryIO
+from urllib.parse import quote, urlencode
 
 from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 
@@ -23,8 +34,10 @@ from fileserver.store import MAX_PAGE, Store
 from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
 from fileserver.web import json_response, query_int, render, wants_html
 
+from .generate import FORMATS, Params, encode, generate, load_source
 from .index import TileIndex, tile_file
 from .ingest import Limits, Report, ingest_image, ingest_zip, spool
+from .jobs import Job, Jobs
 
 TILE_ID = re.compile(r"[0-9a-f]{64}")
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
@@ -44,34 +57,70 @@ def _limits() -> Limits:
     return request.app.config.get("mosaic.limits") or Limits()
 
 
+def wants_async() -> bool:
+    """RFC 7240: ``Prefer: respond-async`` asks for 202 and a job to poll."""
+    prefer = request.get_header("Prefer", "")
+    return any(p.split("=")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+def _jobs() -> Jobs:
+    return request.app.config["mosaic.jobs"]
+
+
+def accepted(job: Job) -> HTTPResponse:
+    if wants_html():
+        redirect(job.to_dict()["url"], 303)
+    return json_response(job.to_dict(), 202, Location=job.to_dict()["url"])
+
+
 def post_tiles(store: Store):
     index, limits = tile_index(store), _limits()
     ctype = request.get_header("Content-Type", "")
     base = ctype.split(";")[0].strip().lower()
-    report = Report()
-    if base in ZIP_TYPES:
-        with spool(body_stream(), limits.max_archive, body_length()) as fp:
-            ingest_zip(fp, store, index, limits, report)
-    elif base == "multipart/form-data":
-        seen = 0
-        for segment, part in iter_parts(multipart_boundary(ctype)):
-            if segment.name not in ("zip", "image") or not segment.filename:
-                continue
-            seen += 1
-            with spool(part, limits.max_archive) as fp:
-                if segment.name == "zip":
-                    ingest_zip(fp, store, index, limits, report)
-                else:
-                    ingest_image(fp, segment.filename, store, index, limits, report)
-        if not seen:
-            raise HTTPError(400, "No upload in the form: send a part named 'zip' "
-                            "(curl -F zip=@tiles.zip URL) or 'image' (-F image=@a.jpg).")
-    else:
-        raise HTTPError(415, "Send a ZIP (curl -F zip=@tiles.zip URL, or --data-binary @tiles.zip "
-                        "-H 'Content-Type: application/zip') or images (-F image=@a.jpg).")
+    uploads: list[tuple[str, str, BinaryIO]] = []  # (kind, label, spooled file)
+    try:
+        if base in ZIP_TYPES:
+            uploads.append(("zip", "upload.zip", spool(body_stream(), limits.max_archive,
+                                                       body_length())))
+        elif base == "multipart/form-data":
+            for segment, part in iter_parts(multipart_boundary(ctype)):
+                if segment.name in ("zip", "image") and segment.filename:
+                    uploads.append((segment.name, segment.filename,
+                                    spool(part, limits.max_archive)))
+            if not uploads:
+                raise HTTPError(400, "No upload in the form: send a part named 'zip' "
+                                "(curl -F zip=@tiles.zip URL) or 'image' (-F image=@a.jpg).")
+        else:
+            raise HTTPError(415, "Send a ZIP (curl -F zip=@tiles.zip URL, or --data-binary "
+                            "@tiles.zip -H 'Content-Type: application/zip') or images "
+                            "(-F image=@a.jpg).")
+    except BaseException:
+        for _, _, fp in uploads:
+            fp.close()
+        raise
+
+    def work(job: Job | None) -> dict:
+        report = Report()
+        for kind, label, fp in uploads:
+            if kind == "zip":
+                ingest_zip(fp, store, index, limits, report, progress=job and job.progress)
+            else:
+                ingest_image(fp, label, store, index, limits, report)
+        return {**report.to_dict(), "_status": 201 if report.added else 200}
+
+    def close() -> None:
+        for _, _, fp in uploads:
+            fp.close()
+
+    if wants_async():
+        return accepted(_jobs().submit("tiles", work, close))
+    try:
+        result = work(None)
+    finally:
+        close()
     if wants_html():
         redirect("/mosaic/tiles", 303)
-    return json_response(report.to_dict(), 201 if report.added else 200)
+    return json_response(result, result.pop("_status"))
 
 
 def list_tiles(store: Store):
@@ -107,8 +156,129 @@ def delete_tile(tile_id: str, store: Store):
     return HTTPResponse(status=204)
 
 
+PARAMS = ("tile", "cols", "max_repeats", "blend", "format", "source")
+
+
+def _output_name(label: str, cols: int, rows: int, fmt: str) -> str:
+    stem = label.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:60] or "mosaic"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"mosaics/{stem}-{cols}x{rows}-{stamp}-{secrets.token_hex(2)}.{FORMATS[fmt][2]}"
+
+
+def _read_source(store: Store, limits: Limits) -> tuple[dict[str, str], str, BinaryIO]:
+    """The parameters and the source image (spooled to a temporary file)
+    from the query string and a multipart, urlencoded or raw image body."""
+    fields = {k: request.query.getunicode(k) for k in PARAMS if k in request.query}
+    ctype = request.get_header("Content-Type", "")
+    base = ctype.split(";")[0].strip().lower()
+    label, spooled = "", None
+    try:
+        if base == "multipart/form-data":
+            for segment, part in iter_parts(multipart_boundary(ctype)):
+                if segment.filename is None:
+                    fields[segment.name] = part.read_text()
+                elif segment.name == "image" and segment.filename:
+                    if spooled is not None:
+                        raise HTTPError(400, "Send one source image per mosaic.")
+                    label, spooled = segment.filename, spool(part, limits.max_archive)
+        elif base == "application/x-www-form-urlencoded":
+            fields.update({k: request.forms.getunicode(k) for k in request.forms})
+        elif base.startswith("image/"):
+            label = request.query.getunicode("name", default="upload")
+            spooled = spool(body_stream(), limits.max_archive, body_length())
+        elif base:
+            raise HTTPError(415, "Send the source as multipart (curl -F image=@photo.jpg URL), "
+                            "a raw image body, or name a stored one (-F source=NAME).")
+        if spooled is None:
+            label = (fields.get("source") or "").strip()
+            if not label:
+                raise HTTPError(400, "No source image: upload one (curl -F image=@photo.jpg URL) "
+                                "or name a stored file (-F source=photos/a.jpg).")
+            with store.open(label) as fp:
+                spooled = spool(fp, limits.max_archive)
+        return fields, label, spooled
+    except BaseException:
+        if spooled is not None:
+            spooled.close()
+        raise
+
+
+def post_mosaic(store: Store):
+    index, limits = tile_index(store), _limits()
+    fields, label, spooled = _read_source(store, limits)
+    parts = request.urlparts
+    site = f"{parts.scheme}://{parts.netloc}"  # the job thread has no request
+
+    def work(job: Job | None) -> dict:
+        started = time.monotonic()
+        source = load_source(spooled, label, limits)
+        params = Params.parse(fields, limits)
+        mosaic = generate(source, params, store, index, limits, job and job.progress)
+        name = _output_name(label, mosaic.cols, mosaic.rows, params.format)
+        with tempfile.TemporaryFile(prefix="mosaic-") as out:
+            content_type = encode(mosaic.image, params.format, out)
+            length = out.tell()
+            out.seek(0)
+            store.put(name, out, content_type=content_type, length=length,
+                      meta={"mosaic": "output", "source": label[:200]})
+        stats = mosaic.stats
+        return {"name": name, "url": site + file_url(name, absolute=False),
+                "cols": mosaic.cols, "rows": mosaic.rows, "tiles_used": mosaic.tiles_used,
+                "seconds": round(time.monotonic() - started, 3),
+                "index": {"queries": stats.queries, "records_read": stats.records_read,
+                          "library": index.count(), "images_read": stats.images_read}}
+
+    try:
+        Params.parse(fields, limits)  # bad parameters: 400 now, not in a job
+        if wants_async():
+            job, spooled = _jobs().submit("mosaic", work, spooled.close), None
+            return accepted(job)
+        result = work(None)
+    finally:
+        if spooled is not None:
+            spooled.close()
+    if wants_html():
+        redirect("/mosaic?" + urlencode({"result": result["name"]}), 303)
+    return json_response(result, 201, Location=result["url"])
+
+
+def mosaic_page(store: Store):
+    """The form: a stored image or an upload, the parameters; and a result."""
+    images = []
+    for after in (None, "tiles/\U0010ffff"):  # everything but the tile library
+        listing = store.list("", after=after, limit=MAX_PAGE)
+        images += [f.name for f in listing.files if f.content_type.startswith("image/")
+                   and not f.name.startswith("tiles/")]
+    result = request.query.getunicode("result", default="")
+    response.content_type = "text/html; charset=utf-8"
+    return render("mosaic", images=images[:MAX_PAGE], result=result,
+                  result_url=file_url(result, absolute=False) if result else "",
+                  tiles=index_count(store), params=Params(), quote=quote)
+
+
+def index_count(store: Store) -> int | None:
+    index = store.capability("tile_index")
+    return None if index is None else index.count()
+
+
+def get_job(job_id: str):
+    job = _jobs().get(job_id)
+    if job is None:
+        raise HTTPError(404, f"No job {job_id!r}: jobs are kept in memory for an hour "
+                        "and forgotten when the server restarts.")
+    if wants_html():
+        response.content_type = "text/html; charset=utf-8"
+        return render("mosaic_job", job=job.to_dict())
+    return json_response(job.to_dict())
+
+
 def install(app: Bottle) -> None:
     app.config.setdefault("mosaic.limits", Limits())
+    app.config.setdefault("mosaic.jobs", Jobs())
+    app.route("/mosaic", "POST", post_mosaic)
+    app.route("/mosaic", "GET", mosaic_page)
+    app.route("/mosaic/jobs/<job_id>", "GET", get_job)
     app.route("/mosaic/tiles", "POST", post_tiles)
     app.route("/mosaic/tiles", "GET", list_tiles)
     app.route("/mosaic/tiles/<tile_id>", "DELETE", delete_tile)

@@ -54,6 +54,13 @@ def normalise(image: Image.Image, size: int = TILE_SIZE) -> Image.Image:
     return image
 
 
+def square(image: Image.Image) -> Image.Image:
+    """The centred square of ``image``, as large as fits."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB values in 0..255 (any shape ending in 3) -> CIELAB (D65)."""
     return linear_to_lab(srgb_to_linear(rgb))

@@ -18,18 +18,24 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from PIL import Image, UnidentifiedImageError
 
 from fileserver.errors import StoreError, TooLarge
 from fileserver.store import Store, format_size
 
-from .features import TILE_SIZE, features, normalise
-from .index import TileIndex, tile_file
+from .features import TILE_SIZE, features, normalise, square
+from .index import Features, TileIndex, tile_file
 
 CHUNK = 1 << 20
+#: Threads decoding and, separately, storing tiles during a ZIP import.
+WORKERS = 3
+#: Uncompressed entry bytes waiting for a decoder, at most.
+IN_FLIGHT = 64 << 20
 #: Decoders we trust with hostile bytes (no EPS: Pillow would run Ghostscript).
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
@@ -43,7 +49,10 @@ class Limits:
     max_entry: int = 100 << 20        # uncompressed bytes of one entry
     max_total: int = 4 << 30          # uncompressed bytes of all entries
     max_ratio: int = 100              # uncompressed / compressed, for entries > 1 MiB
-    max_pixels: int = 50_000_000      # width * height of one image
+    max_pixels: int = 50_000_000      # width * height of one image (tile or source)
+    max_tile: int = TILE_SIZE         # mosaic tile edge in px (tiles are stored this big)
+    max_cols: int = 400               # mosaic cells across
+    max_output_pixels: int = 40_000_000  # width * height of one mosaic
 
 
 class Refused(StoreError):
@@ -96,8 +105,10 @@ def spool(source: BinaryIO, limit: int, length: int | None = None) -> BinaryIO:
     return out
 
 
-def load_tile(fp: BinaryIO, limits: Limits) -> Image.Image:
-    """Decode and normalise one image, or raise ``Skip`` with the reason."""
+def decode(fp: BinaryIO, limits: Limits, draft: tuple[int, int] | None) -> Image.Image:
+    """Decode one image, refusing more than ``limits.max_pixels`` from its
+    header before decoding; ``Skip`` with the reason when it is unusable.
+    ``draft``: the size needed, which lets JPEG decode at 1/2..1/8 scale."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -106,10 +117,10 @@ def load_tile(fp: BinaryIO, limits: Limits) -> Image.Image:
             if width * height > limits.max_pixels:
                 raise Skip(f"decompression bomb: {width}x{height} pixels is more than "
                            f"the limit of {limits.max_pixels}")
-            # JPEG can decode at 1/2..1/8 scale: a big photo never needs full size.
-            image.draft(None, (2 * TILE_SIZE, 2 * TILE_SIZE))
+            if draft:
+                image.draft(None, draft)
             image.load()
-            return normalise(image)
+            return image
     except Skip:
         raise
     except UnidentifiedImageError:
@@ -121,27 +132,55 @@ def load_tile(fp: BinaryIO, limits: Limits) -> Image.Image:
         raise Skip(f"corrupt or truncated image: {type(exc).__name__}: {exc}") from None
 
 
-def add_tile(image: Image.Image, label: str, store: Store, index: TileIndex) -> str:
-    """Store one normalised tile and index it; returns its id, ``Skip`` on a duplicate."""
-    pixels = image.tobytes()
-    tile_id = hashlib.sha256(b"%dx%d:" % image.size + pixels).hexdigest()
-    if index.has_sha256(tile_id):
-        raise Skip(f"duplicate: the library already has this image as tile {tile_id}")
+def load_tile(fp: BinaryIO, limits: Limits) -> Image.Image:
+    """Decode, normalise and square one tile (a mosaic cell is square, so the
+    features must describe the square that will be shown), or ``Skip``."""
+    image = decode(fp, limits, (2 * TILE_SIZE, 2 * TILE_SIZE))
+    try:
+        return square(normalise(image))
+    except Exception as exc:  # e.g. a broken EXIF block
+        raise Skip(f"corrupt image: {type(exc).__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A tile ready to store: the CPU-heavy part of ingestion, done in a worker."""
+
+    id: str
+    jpeg: bytes
+    features: Features
+    size: tuple[int, int]
+
+
+def prepare_tile(image: Image.Image) -> Prepared:
+    """Id (sha256 of size + pixels), JPEG bytes and features of a normalised tile."""
+    tile_id = hashlib.sha256(b"%dx%d:" % image.size + image.tobytes()).hexdigest()
     data = io.BytesIO()
     image.save(data, "JPEG", quality=90, optimize=True)
-    data.seek(0)
-    store.put(tile_file(tile_id), data, content_type="image/jpeg", length=len(data.getvalue()),
-              meta={"mosaic": "tile", "source": label[:200]})
+    return Prepared(tile_id, data.getvalue(), features(image), image.size)
+
+
+def store_tile(tile: Prepared, label: str, store: Store, index: TileIndex) -> str:
+    """Store one tile's image and index it; returns its id, ``Skip`` on a duplicate."""
+    duplicate = f"duplicate: the library already has this image as tile {tile.id}"
+    if index.has_sha256(tile.id):
+        raise Skip(duplicate)
+    store.put(tile_file(tile.id), io.BytesIO(tile.jpeg), content_type="image/jpeg",
+              length=len(tile.jpeg), meta={"mosaic": "tile", "source": label[:200]})
     try:
-        if not index.add(tile_id, features(image),
-                         {"source": label[:200], "width": image.width, "height": image.height}):
-            raise Skip(f"duplicate: the library already has this image as tile {tile_id}")
+        meta = {"source": label[:200], "width": tile.size[0], "height": tile.size[1]}
+        if not index.add(tile.id, tile.features, meta):
+            raise Skip(duplicate)  # another upload added it a moment ago
     except Skip:
         raise
     except BaseException:
-        store.delete(tile_file(tile_id))  # no file without its index entry
+        store.delete(tile_file(tile.id))  # no file without its index entry
         raise
-    return tile_id
+    return tile.id
+
+
+def add_tile(image: Image.Image, label: str, store: Store, index: TileIndex) -> str:
+    return store_tile(prepare_tile(image), label, store, index)
 
 
 def _skip_reason(info: zipfile.ZipInfo) -> str | None:
@@ -181,19 +220,66 @@ def _too_big(cap: int, limits: Limits) -> str:
     return f"uncompressed size above the {which} limit of {format_size(cap)} (zip bomb?)"
 
 
+def _unreadable(exc: Exception) -> Skip:
+    return Skip(f"unreadable entry: {exc}")
+
+
+#: Bad CRC, unsupported compression... : the entry is skipped, not the archive.
+ENTRY_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError,
+                ValueError)
+
+
 def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
-               report: Report | None = None) -> Report:
-    """Add every image entry of the ZIP in ``fp`` (a seekable file) as a tile."""
+               report: Report | None = None,
+               progress: Callable[[str, int, int], None] | None = None) -> Report:
+    """Add every image entry of the ZIP in ``fp`` (a seekable file) as a tile;
+    ``progress("ingesting", done, total)`` is told as entries finish.
+
+    Pipelined: this thread reads entries (the ZIP is one file) while workers
+    decode and encode tiles and others store them, so decoding overlaps
+    storage round trips and fsyncs. Results are settled in entry order, so
+    of two equal images the first entry is the one added, as if sequential.
+    """
     report = report or Report()
     try:
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise Refused(f"Not a readable ZIP archive: {exc}") from None
-    with archive:
+    with archive, ThreadPoolExecutor(WORKERS) as decoders, ThreadPoolExecutor(WORKERS) as writers:
         entries = archive.infolist()
         if len(entries) > limits.max_entries:
             raise Refused(f"The archive has {len(entries)} entries; the limit is "
                           f"{limits.max_entries}.", 413)
+        decoding: deque = deque()  # (label, size, future of Prepared)
+        storing: deque = deque()   # (label, future of tile id)
+        seen: set[str] = set()
+        in_flight = 0
+
+        def finish_storing(block: bool) -> None:
+            while storing and (block or storing[0][1].done()):
+                label, future = storing.popleft()
+                try:
+                    report.added.append(future.result())
+                except Skip as skip:
+                    report.skip(label, str(skip))
+                if progress:
+                    progress("ingesting", len(report.added) + len(report.skipped), len(entries))
+
+        def finish_decoding(block: bool) -> None:
+            nonlocal in_flight
+            while decoding and (block or decoding[0][2].done()):
+                label, size, future = decoding.popleft()
+                in_flight -= size
+                try:
+                    tile = future.result()
+                    if tile.id in seen:
+                        raise Skip(f"duplicate: the library already has this image as tile {tile.id}")
+                    seen.add(tile.id)
+                    storing.append((label, writers.submit(store_tile, tile, label, store, index)))
+                except Skip as skip:
+                    report.skip(label, str(skip))
+                finish_storing(block=len(storing) > 2 * WORKERS)
+
         total = 0
         for info in entries:
             label = info.filename
@@ -201,16 +287,25 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                 reason = _skip_reason(info)
                 if reason:
                     raise Skip(reason)
-                data = _read_entry(archive, info, limits, limits.max_total - total)
+                try:
+                    data = _read_entry(archive, info, limits, limits.max_total - total)
+                except ENTRY_ERRORS as exc:
+                    raise _unreadable(exc) from None
                 total += len(data)
-                image = load_tile(io.BytesIO(data), limits)
-                report.added.append(add_tile(image, label, store, index))
             except Skip as skip:
                 report.skip(label, str(skip))
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError,
-                    ValueError) as exc:  # bad CRC, unsupported compression...
-                report.skip(label, f"unreadable entry: {exc}")
+                continue
+            decoding.append((label, len(data), decoders.submit(_decode_entry, data, limits)))
+            in_flight += len(data)
+            # Bounded memory: a few entries' bytes in flight, not the archive.
+            finish_decoding(block=len(decoding) > 2 * WORKERS or in_flight > IN_FLIGHT)
+        finish_decoding(block=True)
+        finish_storing(block=True)
     return report
+
+
+def _decode_entry(data: bytes, limits: Limits) -> Prepared:
+    return prepare_tile(load_tile(io.BytesIO(data), limits))
 
 
 def ingest_image(fp: BinaryIO, label: str, store: Store, index: TileIndex, limits: Limits,

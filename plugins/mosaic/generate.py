@@ -1,0 +1,284 @@
+"""Making a mosaic: source cells, candidates from the index, matching, rendering.
+
+The source is cut into ``cols`` x ``rows`` cells and each cell described like
+a tile (mean Lab and a GRID x GRID sub-grid). The backend's tile index is then
+asked, in a few batched queries, for the tiles in the colour buckets around
+the cells' colours; buckets are widened only for cells that found too few.
+Every cell picks its best tile among those candidates (weighted Lab distance
+over the sub-grid, lightness counted double so edges and shading show), and
+only the tiles actually used are read from the store.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from fileserver.store import Store
+
+from .features import AB_MIN, AB_SPAN, AB_STEPS, L_STEPS, linear_to_lab, normalise, srgb_to_linear
+from .index import GRID, TileIndex, tile_file
+from .ingest import Limits, Refused, Skip, decode
+
+FORMATS = {"jpeg": ("JPEG", "image/jpeg", "jpg"), "png": ("PNG", "image/png", "png")}
+#: Lightness weighs this much more than a/b in matching: structure reads
+#: through lightness, and the eye forgives a hue shift sooner than a lost edge.
+L_WEIGHT = 2.0
+#: A cell is satisfied once this many candidates lie in its search box.
+ENOUGH = 8
+#: Search box half-width in Lab units, doubled per widening round.
+FIRST_MARGIN = 6.0
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Params:
+    tile: int = 32
+    cols: int = 40
+    max_repeats: int = 0
+    blend: int = 0
+    format: str = "jpeg"
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, str], limits: Limits) -> "Params":
+        """From form/query fields; a 400 naming the field when one is wrong."""
+        def number(key: str, default: int, low: int, high: int) -> int:
+            raw = (fields.get(key) or "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise Refused(f"{key} must be a whole number, not {raw!r}.") from None
+            if not low <= value <= high:
+                raise Refused(f"{key} must be between {low} and {high}, not {value}.")
+            return value
+
+        fmt = (fields.get("format") or "jpeg").strip().lower()
+        fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+        if fmt not in FORMATS:
+            raise Refused(f"format must be jpeg or png, not {fmt!r}.")
+        return cls(tile=number("tile", cls.tile, 4, limits.max_tile),
+                   cols=number("cols", cls.cols, 1, limits.max_cols),
+                   max_repeats=number("max_repeats", cls.max_repeats, 0, 1_000_000),
+                   blend=number("blend", cls.blend, 0, 100), format=fmt)
+
+
+@dataclass
+class Stats:
+    """What a run asked of the backend (the index-use test reads these)."""
+
+    queries: int = 0          # candidate queries sent to the index
+    records_read: int = 0     # tile feature records they returned
+    images_read: int = 0      # tile images fetched from the store
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Mosaic:
+    image: Image.Image
+    cols: int
+    rows: int
+    tiles_used: int
+    stats: Stats
+
+
+def load_source(fp: BinaryIO, label: str, limits: Limits) -> Image.Image:
+    """Decode a source image (any mode, EXIF rotation applied) or refuse it:
+    413 for more pixels than allowed, 400 for anything not a readable image."""
+    try:
+        image = decode(fp, limits, None)
+    except Skip as skip:
+        status = 413 if str(skip).startswith("decompression bomb") else 400
+        raise Refused(f"{label}: {skip}.", status) from None
+    return normalise(image, size=max(image.size))
+
+
+def grid_size(source: Image.Image, params: Params, limits: Limits) -> tuple[int, int]:
+    """cols x rows for this source; rows follow the aspect ratio. Output past
+    the configured pixel cap is refused before any work is done."""
+    width, height = source.size
+    rows = max(1, round(params.cols * height / width))
+    if rows > limits.max_cols * 8:
+        raise Refused(f"The source is too tall for {params.cols} columns ({rows} rows); "
+                      "use more columns or crop it.")
+    pixels = params.cols * rows * params.tile ** 2
+    if pixels > limits.max_output_pixels:
+        raise Refused(f"The mosaic would be {params.cols * params.tile}x{rows * params.tile} "
+                      f"pixels, more than the limit of {limits.max_output_pixels}; "
+                      "lower cols or tile.", 413)
+    return params.cols, rows
+
+
+def cell_features(source: Image.Image, cols: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: the mean Lab (N x 3) and the sub-grid as Lab (N x GRID*GRID*3),
+    cells row by row. Averages are taken in linear light, like tile features."""
+    k = 4  # supersampling per sub-cell; Pillow's box filter does the heavy part
+    small = source.resize((cols * GRID * k, rows * GRID * k), Image.Resampling.BOX)
+    linear = srgb_to_linear(np.asarray(small))
+    sub = linear.reshape(rows * GRID, k, cols * GRID, k, 3).mean(axis=(1, 3))
+    cells = sub.reshape(rows, GRID, cols, GRID, 3).transpose(0, 2, 1, 3, 4)
+    cells = cells.reshape(rows * cols, GRID * GRID, 3)
+    grid = linear_to_lab(cells).reshape(rows * cols, GRID * GRID * 3)
+    mean = linear_to_lab(cells.mean(axis=1))
+    return mean, grid
+
+
+def _box_buckets(lab: np.ndarray, margin: float) -> set[int]:
+    """Index buckets meeting the box ``lab`` +- ``margin`` (Lab units)."""
+    def span(value: float, low: float, width: float, steps: int) -> range:
+        first = int(np.clip((value - margin - low) / width * steps, 0, steps - 1))
+        last = int(np.clip((value + margin - low) / width * steps, 0, steps - 1))
+        return range(first, last + 1)
+
+    l, a, b = (float(v) for v in lab)
+    return {(li * AB_STEPS + ai) * AB_STEPS + bi
+            for li in span(l, 0.0, 100.0, L_STEPS)
+            for ai in span(a, AB_MIN, AB_SPAN, AB_STEPS)
+            for bi in span(b, AB_MIN, AB_SPAN, AB_STEPS)}
+
+
+def gather(index: TileIndex, means: np.ndarray, cells: int, max_repeats: int,
+           stats: Stats) -> tuple[list[str], np.ndarray]:
+    """Candidates for all cells in a few batched index queries.
+
+    Round one asks for the buckets within FIRST_MARGIN of every distinct cell
+    colour; each later round doubles the margin, only for the colours that
+    still have fewer than ENOUGH candidates (or for all of them when
+    ``max_repeats`` needs more distinct tiles than were found).
+    """
+    colours = np.unique(np.round(means).astype(int), axis=0)
+    asked: set[int] = set()
+    per_bucket: dict[int, int] = {}
+    ids: list[str] = []
+    vectors: list[tuple[float, ...]] = []
+    pending = list(range(len(colours)))
+    margin = FIRST_MARGIN
+    while pending:
+        boxes = {i: _box_buckets(colours[i], margin) for i in pending}
+        new = set().union(*boxes.values()) - asked
+        if new:
+            before = index.records_read
+            found = index.candidates(sorted(new))
+            stats.queries += 1
+            stats.records_read += index.records_read - before
+            asked |= new
+            for tile_id, feats in found:
+                ids.append(tile_id)
+                vectors.append(feats.grid)
+                per_bucket[feats.bucket] = per_bucket.get(feats.bucket, 0) + 1
+        everything = len(asked) == L_STEPS * AB_STEPS * AB_STEPS
+        short_of_repeats = max_repeats and len(ids) * max_repeats < cells
+        if everything:
+            break
+        if short_of_repeats:
+            pending = list(range(len(colours)))
+        else:
+            pending = [i for i in pending if sum(per_bucket.get(b, 0) for b in boxes[i]) < ENOUGH]
+        margin *= 2
+    if not ids:
+        raise Refused("The tile library is empty: add tiles first (POST /mosaic/tiles).", 409)
+    if max_repeats and len(ids) * max_repeats < cells:
+        raise Refused(f"The library has {len(ids)} tiles; with max_repeats={max_repeats} they "
+                      f"fill at most {len(ids) * max_repeats} of the {cells} cells. "
+                      "Raise max_repeats, use fewer columns or add tiles.", 409)
+    return ids, np.asarray(vectors, dtype=np.float64)
+
+
+def _weighted(grid: np.ndarray) -> np.ndarray:
+    weights = np.tile([np.sqrt(L_WEIGHT), 1.0, 1.0], GRID * GRID)
+    return grid * weights
+
+
+def match(cell_grid: np.ndarray, tile_grid: np.ndarray, max_repeats: int,
+          seed: int = 0) -> np.ndarray:
+    """Index into ``tile_grid`` of the best tile per cell; with ``max_repeats``
+    no tile is used more often (cells take turns in a seeded random order, so
+    no region of the picture gets first pick)."""
+    cells, tiles = _weighted(cell_grid), _weighted(tile_grid)
+    tile_norms = (tiles ** 2).sum(axis=1)
+    n = len(cells)
+    depth = min(len(tiles), 32 if max_repeats else 1)
+    ranked = np.empty((n, depth), dtype=np.int64)
+    for start in range(0, n, 512):  # N x C distances in slices: bounded memory
+        chunk = cells[start:start + 512]
+        dist = tile_norms[None, :] - 2.0 * chunk @ tiles.T
+        if depth == 1:
+            ranked[start:start + 512, 0] = dist.argmin(axis=1)
+        else:
+            part = np.argpartition(dist, depth - 1, axis=1)[:, :depth]
+            order = np.take_along_axis(dist, part, axis=1).argsort(axis=1)
+            ranked[start:start + 512] = np.take_along_axis(part, order, axis=1)
+    if not max_repeats:
+        return ranked[:, 0]
+    chosen = np.empty(n, dtype=np.int64)
+    uses = np.zeros(len(tiles), dtype=np.int64)
+    for cell in np.random.default_rng(seed).permutation(n):
+        pick = next((t for t in ranked[cell] if uses[t] < max_repeats), None)
+        if pick is None:  # its favourites are used up: rank all tiles for it
+            dist = tile_norms - 2.0 * tiles @ cells[cell]
+            dist[uses >= max_repeats] = np.inf
+            pick = int(dist.argmin())
+        chosen[cell] = pick
+        uses[pick] += 1
+    return chosen
+
+
+def _read_tile(store: Store, tile_id: str, edge: int) -> Image.Image:
+    with store.open(tile_file(tile_id)) as fp:
+        data = fp.read()
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (edge, edge))  # JPEG decodes straight at 1/2..1/8 scale
+    image = image.convert("RGB")
+    if image.size != (edge, edge):
+        side = min(image.size)  # tiles are square; older or odd ones are centre-cropped
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.resize((edge, edge), Image.Resampling.LANCZOS,
+                             box=(left, top, left + side, top + side))
+    return image
+
+
+def generate(source: Image.Image, params: Params, store: Store, index: TileIndex,
+             limits: Limits, progress: Progress | None = None) -> Mosaic:
+    """The mosaic of ``source`` from the library in ``index`` (images in ``store``)."""
+    progress = progress or (lambda stage, done, total: None)
+    stats, clock = Stats(), time.monotonic()
+    cols, rows = grid_size(source, params, limits)
+    n = cols * rows
+    progress("matching", 0, n)
+    means, grid = cell_features(source, cols, rows)
+    ids, vectors = gather(index, means, n, params.max_repeats, stats)
+    chosen = match(grid, vectors, params.max_repeats)
+    stats.timings["match"] = time.monotonic() - clock
+    progress("rendering", 0, n)
+
+    used = sorted({int(i) for i in chosen})
+    edge = params.tile
+    with ThreadPoolExecutor(4) as pool:  # remote stores: overlap the round trips
+        images = dict(zip(used, pool.map(lambda i: _read_tile(store, ids[i], edge), used)))
+    stats.images_read = len(images)
+    out = Image.new("RGB", (cols * edge, rows * edge))
+    for cell, pick in enumerate(chosen):
+        row, col = divmod(cell, cols)
+        out.paste(images[int(pick)], (col * edge, row * edge))
+        if cell % cols == cols - 1:
+            progress("rendering", cell + 1, n)
+    if params.blend:
+        under = source.resize(out.size, Image.Resampling.LANCZOS)
+        out = Image.blend(out, under, params.blend / 100.0)
+    stats.timings["total"] = time.monotonic() - clock
+    return Mosaic(out, cols, rows, len(used), stats)
+
+
+def encode(image: Image.Image, fmt: str, fp: BinaryIO) -> str:
+    """Write ``image`` as ``fmt`` to ``fp``; returns the content type."""
+    kind, content_type, _ = FORMATS[fmt]
+    options = {"quality": 90, "optimize": True} if kind == "JPEG" else {"compress_level": 6}
+    image.save(fp, kind, **options)
+    return content_type

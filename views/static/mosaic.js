@@ -1,0 +1,1 @@
+// mosaic page enhancements (progress); filled in later
