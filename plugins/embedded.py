@@ -6,11 +6,14 @@ Needs nothing but the standard library. Layout under the data directory::
     blobs/ab/<id>   the content of one stored version, never modified
     tmp/<id>.part   uploads in progress (removed at startup)
     lock            held while a process serves this directory
+    clean-shutdown  present only after a clean close
 
 Crash safety: an upload is written to ``tmp/``, fsynced, renamed into
 ``blobs/`` and only then does one SQLite transaction point the name at it.
 Killed before the commit, the name still points at the old blob; leftovers
-are swept at the next start. Replacing is atomic for readers: they see the
+are swept at the next start. Only a start after an unclean stop (no
+``clean-shutdown`` marker) scans every blob for orphans, so a big store
+restarted normally starts at once. Replacing is atomic for readers: they see the
 old row and blob or the new ones; an old blob is unlinked after the commit,
 which POSIX lets an open reader finish.
 """
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS files (
     meta TEXT NOT NULL DEFAULT '{}'
 );
 """
+CLEAN_MARKER = "clean-shutdown"
 COLUMNS = "name, size, content_type, sha256, created, modified, owner, meta"
 
 
@@ -114,7 +118,12 @@ class EmbeddedStore(Store):
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
-        self._sweep()
+        marker = self.root / CLEAN_MARKER
+        clean = marker.exists()
+        marker.unlink(missing_ok=True)  # from here on, a crash means unclean
+        if self.fsync:
+            _fsync_dir(self.root)
+        self._sweep(orphans=not clean)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False,
@@ -137,10 +146,13 @@ class EmbeddedStore(Store):
     def _blob_path(self, blob: str) -> str:
         return f"{self._blobs}/{blob[:2]}/{blob}"  # a str: pathlib costs more per GET
 
-    def _sweep(self) -> None:
-        """Remove what an interrupted process left: partial uploads, unreferenced blobs."""
+    def _sweep(self, orphans: bool) -> None:
+        """Remove what an interrupted process left: partial uploads and, after
+        an unclean stop, blobs no row points at."""
         for part in (self.root / "tmp").iterdir():
             part.unlink(missing_ok=True)
+        if not orphans:
+            return
         known = {row[0] for row in self._reader().execute("SELECT blob FROM files")}
         for folder in (self.root / "blobs").iterdir():
             for blob in folder.iterdir():
@@ -165,7 +177,10 @@ class EmbeddedStore(Store):
                 self._tiles.close()
             for db in self._connections:
                 db.close()
-        self._lockfile.close()
+            self._connections.clear()
+        if not self._lockfile.closed:
+            (self.root / CLEAN_MARKER).touch()
+            self._lockfile.close()
 
     # -- primitives ----------------------------------------------------------------
 

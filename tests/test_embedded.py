@@ -75,6 +75,31 @@ def test_kill_mid_upload_leaves_nothing_partial(tmp_path, victim):
         store.close()
 
 
+def test_orphans_are_swept_after_an_unclean_stop_only(tmp_path):
+    root = tmp_path / "data"
+    store = EmbeddedStore(root)
+    store.put("kept", io.BytesIO(b"kept"))
+    store.close()
+    assert (root / "clean-shutdown").exists()
+    orphan = root / "blobs" / "ab" / ("ab" + "0" * 30)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"left by a crash")
+
+    store = EmbeddedStore(root)  # clean stop before: no full scan
+    assert not (root / "clean-shutdown").exists() and orphan.exists()
+    store._lockfile.close()  # the process dies without closing the store
+    for db in store._connections:
+        db.close()
+
+    store = EmbeddedStore(root)  # unclean stop before: orphans go
+    try:
+        assert not orphan.exists()
+        with store.open("kept") as f:
+            assert f.read() == b"kept"
+    finally:
+        store.close()
+
+
 def test_one_process_per_data_dir(tmp_path):
     store = EmbeddedStore(tmp_path)
     try:
