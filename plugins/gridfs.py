@@ -12,7 +12,9 @@ is the name; its ``metadata`` holds ``sha256``, ``content_type``, ``owner``,
 (and stands in for missing times in files other tools wrote). Indexes:
 GridFS's own ``filename_1_uploadDate_1`` on files (by-name lookups, and
 listings as filename ranges in index order) and the unique ``files_id_1_n_1``
-on chunks.
+on chunks. The mosaic's tile index (``capability("tile_index")``, see
+``gridfs_tiles.py``) is a third collection, ``<bucket>.tiles``, with an index
+``bucket_1``; GridFS tools and the housekeeping here ignore it.
 
 Atomicity: a replace streams the body into a new revision's chunks (a few
 at a time, as GridFS drivers do but without GridIn's 48 MB buffer) and
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -64,6 +67,7 @@ BATCH = 16  # chunks per insert: about 4 MiB in flight per upload
 NEWEST = [("uploadDate", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
 FILES_INDEX = [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
 CHUNKS_INDEX = [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)]
+TILES_INDEX = [("bucket", pymongo.ASCENDING)]  # the mosaic's candidates query
 
 
 def _reason(exc: Exception) -> str:
@@ -190,6 +194,8 @@ class GridFSStore(Store):
             except (ConfigurationError, ValueError, TypeError) as exc:
                 raise ConfigError(f"backend.gridfs uri {where}: {exc}") from None
         self._client = client
+        self._lock = threading.Lock()
+        self._tiles = None  # the mosaic's tile index, see capability()
         try:
             db = client[database]
             self._root = db[bucket]
@@ -208,16 +214,30 @@ class GridFSStore(Store):
             raise ConfigError(f"backend.gridfs: MongoDB at {where} refused the connection: "
                               f"{_reason(exc)}") from None
 
+    def capability(self, name: str):
+        """``"tile_index"``: the mosaic's tile index, the collection ``<bucket>.tiles``
+        (made on first use, sharing this store's client)."""
+        if name != "tile_index":
+            return None
+        with self._lock:
+            if self._tiles is None:
+                from fileserver_plugins.gridfs_tiles import MongoTileIndex  # only when asked
+
+                self._tiles = MongoTileIndex(self._root.tiles, self._boundary)
+            return self._tiles
+
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # the tile index's client too
 
     # -- housekeeping -------------------------------------------------------------
 
     def _ensure_indexes(self) -> list[str]:
-        """Create the GridFS indexes (the same ones pymongo would); returns what was new."""
+        """Create the GridFS indexes (the same ones pymongo would) and the tile
+        index's; returns what was new."""
         done = []
         for collection, keys, unique in [(self._files, FILES_INDEX, False),
-                                         (self._chunks, CHUNKS_INDEX, True)]:
+                                         (self._chunks, CHUNKS_INDEX, True),
+                                         (self._root.tiles, TILES_INDEX, False)]:
             existing = [index["key"] for index in collection.list_indexes()]
             if not any(list(key.items()) == keys for key in existing):
                 name = collection.create_index(keys, unique=unique)

@@ -1,6 +1,7 @@
 """What only the GridFS store promises: one revision per name, no orphan
 chunks, its own bucket name, init-db, failing fast with a masked URI, and
-riding out a database that goes away and comes back."""
+riding out a database that goes away and comes back. Also its mosaic tile
+index: a ``<bucket>.tiles`` collection queried through its bucket index."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from datetime import datetime, timedelta, timezone
 
 import gridfs
 import pymongo
 import pytest
 from bson import ObjectId
+from PIL import Image
 from pymongo import monitoring
 
 from conftest import start_server
@@ -26,6 +30,7 @@ from fileserver import Settings
 from fileserver.errors import BackendUnavailable, IncompleteUpload, TooLarge
 from fileserver.config import mask_password as mask_uri
 from fileserver_plugins.gridfs import GridFSStore
+from fileserver_plugins.mosaic.index import Features
 from servers import start_mongodb
 from test_store_contract import Source
 
@@ -148,32 +153,43 @@ def test_open_retries_when_a_replace_deletes_the_revision_it_found(store, monkey
 
 def test_range_reads_seek_instead_of_reading_from_the_start(options, db):
     """Opening at an offset asks the database for chunks from that one on."""
-    finds = []
-
-    class Listener(monitoring.CommandListener):
-        def started(self, event):
-            if event.command_name == "find" and event.command.get("find") == "fs.chunks":
-                finds.append(event.command["filter"])
-
-        def succeeded(self, event):
-            pass
-
-        def failed(self, event):
-            pass
-
-    client = pymongo.MongoClient(options["uri"], tz_aware=True, tzinfo=timezone.utc,
-                                 event_listeners=[Listener()])
-    store = GridFSStore(options["uri"], database=options["database"], client=client)
+    listener = Commands()
+    store = listened_store(options, listener)
     try:
         data = os.urandom(CHUNK * 6)
         put(store, "r", data)
-        finds.clear()
+        listener.commands.clear()
         start = CHUNK * 4 + 10
         with store.open("r", start, start + 100) as f:
             assert f.read() == data[start:start + 100]
+        finds = [c["filter"] for c in listener.commands
+                 if "find" in c and c["find"] == "fs.chunks"]
         assert finds and all(flt.get("n") == {"$gte": 4} for flt in finds)
     finally:
         store.close()
+
+
+class Commands(monitoring.CommandListener):
+    """Every command a client sends, in order."""
+
+    def __init__(self):
+        self.commands = []
+
+    def started(self, event):
+        self.commands.append(event.command)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def listened_store(options, listener) -> GridFSStore:
+    client = pymongo.MongoClient(options["uri"], tz_aware=True, tzinfo=timezone.utc,
+                                 event_listeners=[listener])
+    return GridFSStore(options["uri"], database=options["database"],
+                       bucket=options.get("bucket"), client=client)
 
 
 # -- layout, housekeeping, init-db --------------------------------------------------
@@ -252,6 +268,7 @@ def test_init_db_command_creates_indexes_and_is_safe_to_repeat(tmp_path, options
     assert first.returncode == 0, first.stderr
     assert "created index filename_1_uploadDate_1 on fs.files" in first.stdout
     assert "created index files_id_1_n_1 on fs.chunks" in first.stdout
+    assert "created index bucket_1 on fs.tiles" in first.stdout
     again = run_cli("init-db", "--config", config, "--backend", "gridfs")
     assert again.returncode == 0, again.stderr
     assert "indexes already there" in again.stdout and "created" not in again.stdout
@@ -259,6 +276,127 @@ def test_init_db_command_creates_indexes_and_is_safe_to_repeat(tmp_path, options
                for ix in db["fs.files"].list_indexes())
     assert any(ix["key"] == {"files_id": 1, "n": 1} and ix.get("unique")
                for ix in db["fs.chunks"].list_indexes())
+    assert any(ix["key"] == {"bucket": 1} for ix in db["fs.tiles"].list_indexes())
+
+
+# -- the mosaic tile index -------------------------------------------------------------
+
+
+def tile_features(bucket: int, shade: float = 50.0) -> Features:
+    return Features(lab=(shade, 1.5, -2.25), grid=tuple(shade + i / 8 for i in range(27)),
+                    bucket=bucket)
+
+
+def tile_id(n: int) -> str:
+    return f"{n:064x}"
+
+
+def test_tiles_live_in_a_collection_of_the_bucket(options, db):
+    images = make({**options, "bucket": "images"})
+    other = make(options)  # bucket fs, same database: a library of its own
+    try:
+        index = images.capability("tile_index")
+        assert images.capability("tile_index") is index and images.capability("x") is None
+        assert index.add(tile_id(1), tile_features(7), {"source": "a.png", "width": 16})
+        doc = db["images.tiles"].find_one()
+        assert doc == {"_id": tile_id(1), "bucket": 7, "lab": [50.0, 1.5, -2.25],
+                       "grid": list(tile_features(7).grid),
+                       "meta": {"source": "a.png", "width": 16}}
+        assert index.get(tile_id(1)).meta == {"source": "a.png", "width": 16}
+        assert any(ix["key"] == {"bucket": 1} for ix in db["images.tiles"].list_indexes())
+
+        fs_index = other.capability("tile_index")
+        assert fs_index.count() == 0 and fs_index.get(tile_id(1)) is None
+        assert fs_index.add(tile_id(1), tile_features(8), {})
+        assert index.get(tile_id(1)).features.bucket == 7
+        assert db["fs.tiles"].count_documents({}) == db["images.tiles"].count_documents({}) == 1
+        # Files, listings and the orphan sweep do not see the tiles collection.
+        assert images.list().files == [] and images.sweep_orphans(timedelta(0)) == (0, 0)
+    finally:
+        images.close()
+        other.close()
+
+
+def _plans_using(explained, index_name: str) -> bool:
+    """Whether an explain output (any server version's shape) names the index."""
+    if isinstance(explained, dict):
+        return explained.get("indexName") == index_name or any(
+            _plans_using(v, index_name) for v in explained.values())
+    if isinstance(explained, list):
+        return any(_plans_using(v, index_name) for v in explained)
+    return False
+
+
+def test_candidates_are_one_find_on_the_bucket_index_without_meta(options, db):
+    make(options).close()  # init-db and startup: the indexes
+    listener = Commands()
+    store = listened_store(options, listener)
+    try:
+        index = store.capability("tile_index")
+        for n in range(60):
+            assert index.add(tile_id(n), tile_features(n % 6, shade=n), {"source": f"{n}.png"})
+        listener.commands.clear()
+        before = index.records_read
+        found = dict(index.candidates([4, 1, 4, 99]))
+        assert set(found) == {tile_id(n) for n in range(60) if n % 6 in (1, 4)}
+        assert found[tile_id(7)] == tile_features(1, shade=7)
+        assert index.records_read - before == len(found) == 20
+        [command] = listener.commands  # one find, no getMore
+        assert command["find"] == "fs.tiles"
+        assert command["filter"] == {"bucket": {"$in": [1, 4, 99]}}
+        assert command["projection"] and "meta" not in command["projection"]
+        assert _plans_using(db["fs.tiles"].find(command["filter"]).explain(), "bucket_1")
+        listener.commands.clear()
+        assert index.candidates([]) == [] and listener.commands == []
+
+        pages, after = [], None
+        while page := index.page(after, 25):
+            pages.append(len(page))
+            after = page[-1].id
+        assert pages == [25, 25, 10] and index.records_read - before == 20 + 60
+        assert index.page(None, 0) == []
+        assert index.count() == 60
+    finally:
+        store.close()
+
+
+def test_concurrent_adds_of_one_tile_agree_on_one_winner(store):
+    index = store.capability("tile_index")
+    results, start = [], threading.Barrier(8)
+
+    def add():
+        start.wait()
+        results.append(index.add(tile_id(5), tile_features(3), {}))
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True] and index.count() == 1
+
+
+def test_tile_index_errors_are_backend_unavailable_with_a_masked_uri(options, monkeypatch):
+    live = pymongo.MongoClient(options["uri"])
+    masked_uri = f"mongodb://fs:hunter2@127.0.0.1:{closed_port()}/"
+    store = GridFSStore(masked_uri, database=options["database"], client=live)
+    dead = pymongo.MongoClient(masked_uri.replace("fs:hunter2@", ""), serverSelectionTimeoutMS=200)
+    try:
+        index = store.capability("tile_index")
+        monkeypatch.setattr(index, "collection", dead[options["database"]]["fs.tiles"])
+        calls = [lambda: index.add(tile_id(1), tile_features(1), {}),
+                 lambda: index.remove(tile_id(1)), lambda: index.get(tile_id(1)),
+                 index.count, lambda: index.page(None, 10), lambda: index.candidates([1, 2]),
+                 lambda: index.has_sha256(tile_id(1))]
+        for call in calls:
+            with pytest.raises(BackendUnavailable) as caught:
+                call()
+            assert "mongodb://fs:***@127.0.0.1" in str(caught.value)
+            assert "hunter2" not in str(caught.value)
+        assert index.records_read == 0
+    finally:
+        store.close()
+        dead.close()
 
 
 # -- the database away ----------------------------------------------------------------
@@ -297,8 +435,17 @@ def test_unreachable_database_raises_backend_unavailable(options):
                                              "uri": f"mongodb://a:b@127.0.0.1:{closed_port()}/"})
 
 
+def one_tile_zip() -> bytes:
+    image, archive = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(image, "PNG")
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("red.png", image.getvalue())
+    return archive.getvalue()
+
+
 def http(method, url, data=None):
-    request = urllib.request.Request(url, data=data, method=method)
+    headers = {"Content-Type": "application/zip"} if "mosaic" in url and data else {}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.headers, response.read()
@@ -317,11 +464,15 @@ def test_database_going_away_and_back_while_serving(tmp_path):
                           + "".join(f"{k} = {v}\n" for k, v in options.items()))
     try:
         assert http("PUT", server.url + "files/kept.txt", b"still here")[0] == 201
+        assert http("POST", server.url + "mosaic/tiles", one_tile_zip())[0] == 201
         mongo.stop()
 
-        for method, data in [("GET", None), ("PUT", b"x" * 100_000), ("GET", None)]:
+        for method, path, data in [("GET", "files/kept.txt", None),
+                                   ("PUT", "files/kept.txt", b"x" * 100_000),
+                                   ("GET", "files/kept.txt", None),
+                                   ("GET", "mosaic/tiles?format=json", None)]:
             began = time.monotonic()
-            status, headers, body = http(method, server.url + "files/kept.txt", data)
+            status, headers, body = http(method, server.url + path, data)
             assert status == 503, body
             assert headers["Content-Type"].startswith("application/json")
             error = json.loads(body)
@@ -334,6 +485,7 @@ def test_database_going_away_and_back_while_serving(tmp_path):
         assert (status, body) == (200, b"still here")
         assert http("PUT", server.url + "files/new.txt", b"new")[0] == 201
         assert http("GET", server.url + "files/new.txt")[2] == b"new"
+        assert json.loads(http("GET", server.url + "mosaic/tiles?format=json")[2])["count"] == 1
     finally:
         server.stop()
         mongo.stop()
