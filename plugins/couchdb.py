@@ -20,7 +20,14 @@ in URLs or in COPY's ``Destination`` header (which some CouchDB-API servers
 do not unquote). Staging documents (``s:<unix time>:<uuid>``) and design
 documents fall outside the ``f:`` range, so listings never see them.
 ``_design/fileserver`` holds a ``validate_doc_update`` that refuses any ``f:``
-document without its metadata and its attachment.
+document without its metadata and its attachment, and the view ``tiles`` of
+the mosaic's tile index (``capability("tile_index")``, see
+``couchdb_tiles.py``): tile documents ``t:<64 hex>``, also outside the ``f:``
+and ``s:`` ranges. Members may not write design documents, so ``init-db``
+(as server admin) installs and updates it; a server started on a database
+whose design document lacks the current view serves files as before; it
+says at startup, and the tile index says on each query of the view, that
+``init-db`` should run again.
 
 Atomicity. ``put`` creates an empty staging document and streams the body
 as its attachment (``PUT .../content?rev=``): CouchDB makes the new revision
@@ -41,7 +48,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import random
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -55,6 +64,8 @@ import couchdb.http as couch_http
 from fileserver.config import mask_password
 from fileserver.errors import BackendUnavailable, FileNotFound, StoreError, TooLarge
 from fileserver.store import CHUNK, FileInfo, Store, StoredFile, Upload, utcnow
+
+log = logging.getLogger(__name__)
 
 ATTACHMENT = "content"
 DESIGN = "_design/fileserver"
@@ -70,6 +81,28 @@ VALIDATE = """function (newDoc, oldDoc, userCtx) {
     throw({forbidden: 'a file document needs name, size, sha256 and its content attachment'});
   }
 }"""
+#: The mosaic's tile view (see couchdb_tiles.py): keyed by colour bucket, the
+#: value carries the features, so matching needs no include_docs. No reduce:
+#: the view's total_rows is the tile count (see CouchTileIndex.count).
+TILE_VIEW = "tiles"
+TILE_VIEW_DEF = {"map": """function (doc) {
+  // One row per tile document (t:<id>), keyed by its coarse colour bucket.
+  if (doc._id.indexOf('t:') === 0 && typeof doc.bucket === 'number') {
+    emit(doc.bucket, {lab: doc.lab, grid: doc.grid});
+  }
+}"""}
+
+
+def _design_missing(design: dict) -> list[str]:
+    """What the design document lacks or has outdated, by field name."""
+    missing = []
+    if design.get("validate_doc_update") != VALIDATE:
+        missing.append("validate_doc_update")
+    if design.get("language", "javascript") != "javascript":
+        missing.append("language")
+    if (design.get("views") or {}).get(TILE_VIEW) != TILE_VIEW_DEF:
+        missing.append(f"views.{TILE_VIEW}")
+    return missing
 
 
 def doc_id(name: str) -> str:
@@ -196,6 +229,8 @@ class CouchDBStore(Store):
         self._plain_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self._credentials = (self.user, unquote(parts.password or "")) if self.user else None
         self._db = self._database(timeout)
+        self._lock = threading.Lock()
+        self._tiles = None  # the mosaic's tile index, see capability()
         # Attachments go through http.client directly (see _upload, _fetch).
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
@@ -255,9 +290,15 @@ class CouchDBStore(Store):
         db = self._database(CHECK_TIMEOUT)
         with self._boundary():
             db.info()
-            if db.get(DESIGN) is None:
+            design = db.get(DESIGN)
+            if design is None:
                 raise StoreError(f"The CouchDB database {self.database!r} at {self.url} has no "
                                  f"{DESIGN}; run `fileserver init-db --backend couchdb`.")
+            outdated = _design_missing(design)
+            if outdated:  # files still work; the mosaic's tile index will say so too
+                log.warning("couchdb: %s in database %r at %s is outdated (%s); run `fileserver "
+                            "init-db --backend couchdb --admin-url ...` as server admin",
+                            DESIGN, self.database, self.url, ", ".join(outdated))
             cutoff = f"s:{int(time.time()) - STALE_STAGING:010d}"
             stale = [{"_id": row.id, "_rev": row.value["rev"], "_deleted": True}
                      for row in db.view("_all_docs", startkey="s:", endkey=cutoff, limit=1000)]
@@ -288,10 +329,17 @@ class CouchDBStore(Store):
             server.create(self.database)
             lines.append(f"created database {self.database!r} at {self.url}")
         design = db.get(DESIGN) or {"_id": DESIGN}
-        if design.get("validate_doc_update") != VALIDATE:
+        outdated = _design_missing(design)
+        if outdated:
+            replaced = TILE_VIEW in (design.get("views") or {})
             design["validate_doc_update"] = VALIDATE
+            design["language"] = "javascript"
+            design.setdefault("views", {})[TILE_VIEW] = TILE_VIEW_DEF  # other views kept
             db.save(design)
-            lines.append(f"wrote {DESIGN} (validate_doc_update)")
+            lines.append(f"wrote {DESIGN} ({', '.join(outdated)})")
+            if replaced and f"views.{TILE_VIEW}" in outdated:
+                db.cleanup()  # drop the old view's index files (_view_cleanup)
+                lines.append("removed the index of the old tile view (_view_cleanup)")
         else:
             lines.append(f"{DESIGN} is up to date")
         if user is None:
@@ -306,6 +354,18 @@ class CouchDBStore(Store):
             members["names"].append(user)
             db.security = security
             lines.append(f"added {user!r} to the members of {self.database!r}")
+
+    def capability(self, name: str):
+        """``"tile_index"``: the mosaic's tile index, tile documents and the view
+        ``tiles`` in this database (made on first use, sharing this store's session)."""
+        if name != "tile_index":
+            return None
+        with self._lock:
+            if self._tiles is None:
+                from fileserver_plugins.couchdb_tiles import CouchTileIndex  # only when asked
+
+                self._tiles = CouchTileIndex(self)
+            return self._tiles
 
     def close(self) -> None:
         pool = self._db.resource.session.connection_pool  # idle keep-alive connections

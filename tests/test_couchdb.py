@@ -29,7 +29,8 @@ import webtest
 from conftest import BACKENDS, COUCH_PASSWORD, COUCH_USER, start_server
 from fileserver import Settings, create_app
 from fileserver.errors import BackendUnavailable, IncompleteUpload, StoreError
-from fileserver_plugins.couchdb import ATTACHMENT, DESIGN, CouchDBStore, doc_id
+from fileserver_plugins.couchdb import ATTACHMENT, DESIGN, TILE_VIEW, CouchDBStore, doc_id
+from fileserver_plugins.mosaic.index import Features
 from servers import start_couchdb
 
 REFUSED = (couchdb.http.Unauthorized, couchdb.http.Forbidden)  # this server 401, CouchDB 403
@@ -270,6 +271,127 @@ def test_range_reads_the_right_bytes_when_the_server_answers_200(couch_store, co
     assert res.body == data[-100:]
 
 
+# -- the mosaic's tile index ---------------------------------------------------------
+
+
+def tile_features(bucket: int, shade: float = 50.0) -> Features:
+    return Features(lab=(shade, 1.5, -2.25), grid=tuple(shade + i / 8 for i in range(27)),
+                    bucket=bucket)
+
+
+def test_tiles_are_documents_beside_the_files_and_never_listed_as_files(couch_store, admin):
+    index = couch_store.capability("tile_index")
+    assert couch_store.capability("tile_index") is index  # one per store
+    couch_store.put("tiles/x.jpg", io.BytesIO(b"jpeg"))
+    tile = "ab" * 32
+    assert index.add(tile, tile_features(7), {"source": "x.png"})
+    db = admin[couch_store.database]
+    assert ids(db) == [DESIGN, doc_id("tiles/x.jpg"), f"t:{tile}"]
+    doc = db[f"t:{tile}"]
+    assert {k: v for k, v in doc.items() if not k.startswith("_")} == {
+        "bucket": 7, "lab": [50.0, 1.5, -2.25], "grid": [50 + i / 8 for i in range(27)],
+        "meta": {"source": "x.png"}}
+    assert TILE_VIEW in db[DESIGN]["views"]
+    # the files' listing, sweeps and migrate walk the f: range only
+    assert [f.name for f in couch_store.list().files] == ["tiles/x.jpg"]
+    assert [f.name for f in couch_store.list("", delimiter="/").files] == []
+    assert index.get(tile).meta == {"source": "x.png"} and index.get("cd" * 32) is None
+    assert index.page("zz", 5) == [] and index.page(None, 0) == []
+
+
+def test_candidates_are_one_view_request_without_include_docs(couch_store, monkeypatch):
+    index = couch_store.capability("tile_index")
+    for i in range(12):
+        assert index.add(f"{i:064x}", tile_features(i % 4, 10.0 * i), {})
+    index.count()  # builds the view
+    session = couch_store._db.resource.session
+    seen = []
+    real = session.request
+
+    def spy(method, url, body=None, *args, **kwargs):
+        seen.append((method, url, body))
+        return real(method, url, body, *args, **kwargs)
+
+    monkeypatch.setattr(session, "request", spy)
+    before = index.records_read
+    found = index.candidates([3, 1, 1, 9])
+    assert sorted(found) == sorted((f"{i:064x}", tile_features(i % 4, 10.0 * i))
+                                   for i in range(12) if i % 4 in (1, 3))
+    assert index.records_read - before == 6
+    [(method, url, body)] = seen
+    assert method == "POST" and f"/_design/fileserver/_view/{TILE_VIEW}?" in url
+    assert "reduce=false" in url and "include_docs" not in url
+    assert (body if isinstance(body, dict) else json.loads(body)) == {"keys": [1, 3, 9]}
+
+
+def test_concurrent_adds_and_removes_of_one_tile(couch_store, couchdb_server):
+    # two stores on one database, as two server processes would be
+    other = CouchDBStore.from_config(Settings(), {"url": member_url(couchdb_server),
+                                                  "database": couch_store.database})
+    indexes = [couch_store.capability("tile_index"), other.capability("tile_index")]
+    tile = "5e" * 32
+    for _ in range(3):
+        results: list = []
+        barrier = threading.Barrier(8)
+
+        def run(i: int, op: str) -> None:
+            barrier.wait()
+            index = indexes[i % 2]
+            try:
+                results.append(index.add(tile, tile_features(3), {"by": i}) if op == "add"
+                               else index.remove(tile))
+            except Exception as exc:  # noqa: BLE001 -- reported below
+                results.append(exc)
+
+        for op in ("add", "remove"):
+            results.clear()
+            barrier.reset()
+            threads = [threading.Thread(target=run, args=(i, op)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(results, key=repr) == [False] * 7 + [True], (op, results)
+            assert indexes[0].count() == (1 if op == "add" else 0)
+    other.close()
+
+
+def test_an_old_design_document_serves_files_and_names_init_db_for_tiles(couch, admin,
+                                                                         couchdb_server,
+                                                                         tmp_path, caplog):
+    settings, options = couch.settings(tmp_path)
+    db = admin[options["database"]]
+    design = db[DESIGN]
+    del design["views"]  # as written by init-db before the tile index
+    db.save(design)
+    store = CouchDBStore.from_config(settings, options)
+    try:
+        assert "init-db" in caplog.text and f"views.{TILE_VIEW}" in caplog.text
+        store.put("a", io.BytesIO(b"files still work"))
+        index = store.capability("tile_index")
+        assert index.add("0" * 64, tile_features(1), {})
+        for call in (index.count, lambda: index.candidates([1])):
+            with pytest.raises(StoreError) as error:
+                call()
+            assert "init-db" in str(error.value) and not isinstance(error.value,
+                                                                     BackendUnavailable)
+        lines = CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url)
+        assert f"couchdb: wrote {DESIGN} (views.{TILE_VIEW})" in lines
+        assert index.count() == 1 and [t for t, _ in index.candidates([1])] == ["0" * 64]
+        # a view from another version is replaced, and its old index cleaned up
+        design = db[DESIGN]
+        design["views"][TILE_VIEW]["map"] = "function (doc) { emit(doc._id, null); }"
+        db.save(design)
+        lines = CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url)
+        assert f"couchdb: wrote {DESIGN} (views.{TILE_VIEW})" in lines
+        assert any("_view_cleanup" in line for line in lines)
+        assert index.count() == 1 and [t for t, _ in index.candidates([1])] == ["0" * 64]
+        assert "up to date" in " ".join(
+            CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url))
+    finally:
+        store.close()
+
+
 # -- the server being away -----------------------------------------------------------
 
 
@@ -303,6 +425,21 @@ def test_unreachable_server_at_startup_fails_fast_with_the_password_masked(tmp_p
     assert "Traceback" not in result.stderr
 
 
+def test_tile_index_on_an_unreachable_server_is_backend_unavailable():
+    port = _closed_port()
+    store = CouchDBStore(f"http://someone:s3cret-pw@127.0.0.1:{port}/", "files", timeout=5)
+    index = store.capability("tile_index")
+    calls = [lambda: index.add("0" * 64, tile_features(1), {}), lambda: index.remove("0" * 64),
+             lambda: index.get("0" * 64), index.count, lambda: index.page(None, 10),
+             lambda: index.candidates([1, 2]), lambda: index.has_sha256("0" * 64)]
+    for call in calls:
+        with pytest.raises(BackendUnavailable) as error:
+            call()
+        assert f"someone:***@127.0.0.1:{port}" in str(error.value)
+        assert "s3cret-pw" not in str(error.value)
+    store.close()
+
+
 def _request(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Accept": "application/json"})
@@ -332,7 +469,7 @@ def test_database_outage_gives_503_and_recovers_by_itself(tmp_path):
         port = urllib.parse.urlsplit(couch.url).port
         couch.stop()
         for method, path in [("GET", "files/kept.txt"), ("GET", "files/?format=json"),
-                             ("PUT", "files/new.txt")]:
+                             ("PUT", "files/new.txt"), ("GET", "mosaic/tiles?format=json")]:
             status, body = _request(method, live.url + path, b"x" if method == "PUT" else None)
             assert status == 503, body
             message = json.loads(body)["error"]

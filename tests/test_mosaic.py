@@ -176,7 +176,7 @@ def test_tile_upload_as_a_job_reports_progress(library):
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
     assert job["state"] == "done" and job["status"] == 201 and job["result"]["added"] == 5
-    assert job["stage"] == "ingesting" and job["total"] == 5
+    assert job["stage"] == "indexing" and job["total"] == 5
     assert app.get("/mosaic/tiles?format=json").json["count"] == len(SOLID) + 5
     app.get("/mosaic/jobs/" + "0" * 32, status=404)
 

@@ -3,7 +3,8 @@
     POST   /mosaic/tiles        a ZIP (multipart "zip" or raw application/zip body)
                                 or images (multipart "image"): 201 JSON report
     GET    /mosaic/tiles        the library: JSON (count, page, next) or HTML gallery
-    DELETE /mosaic/tiles/<id>   204; 404 when absent
+    DELETE /mosaic/tiles/<id>   204; 404 when absent (POST with _method=DELETE: the
+                                gallery's no-JavaScript delete button, 303 back)
     POST   /mosaic              make a mosaic from an uploaded ("image") or stored
                                 ("source") image: 201 JSON, stored under mosaics/
     GET    /mosaic              the page to make one (and see a result)
@@ -28,9 +29,9 @@ from urllib.parse import quote, urlencode
 
 from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 
-from fileserver.errors import FileNotFound
+from fileserver.errors import FileNotFound, InvalidName
 from fileserver.files import file_url
-from fileserver.store import MAX_PAGE, Store
+from fileserver.store import MAX_PAGE, Store, format_size
 from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
 from fileserver.web import json_response, query_int, render, wants_html
 
@@ -106,6 +107,10 @@ def post_tiles(store: Store):
                 ingest_zip(fp, store, index, limits, report, progress=job and job.progress)
             else:
                 ingest_image(fp, label, store, index, limits, report)
+        if report.added:
+            if job:
+                job.progress("indexing", job.done, job.total)
+            index.refresh()
         return {**report.to_dict(), "_status": 201 if report.added else 200}
 
     def close() -> None:
@@ -141,7 +146,8 @@ def list_tiles(store: Store):
               "meta": r.meta} for r in records]
     if html:
         response.content_type = "text/html; charset=utf-8"
-        return render("mosaic_tiles", count=index.count(), tiles=tiles, next_url=next_url)
+        return render("mosaic_tiles", count=index.count(), tiles=tiles, next_url=next_url,
+                      after=after or "")
     return json_response({"count": index.count(), "tiles": tiles, "next": next_url})
 
 
@@ -154,6 +160,18 @@ def delete_tile(tile_id: str, store: Store):
     except FileNotFound:
         pass  # the index entry was what made it a tile
     return HTTPResponse(status=204)
+
+
+def post_tile(tile_id: str, store: Store):
+    """The gallery's delete button without JavaScript: a form can only POST."""
+    if request.forms.get("_method", "").upper() != "DELETE":
+        raise HTTPError(405, f"Delete a tile with DELETE /mosaic/tiles/{tile_id} "
+                        "(or POST the form field _method=DELETE).", Allow="DELETE")
+    result = delete_tile(tile_id, store)
+    if wants_html():
+        after = request.forms.getunicode("after", default="")
+        redirect("/mosaic/tiles" + ("?" + urlencode({"after": after}) if after else ""), 303)
+    return result
 
 
 PARAMS = ("tile", "cols", "max_repeats", "blend", "format", "source")
@@ -209,10 +227,11 @@ def post_mosaic(store: Store):
     fields, label, spooled = _read_source(store, limits)
     parts = request.urlparts
     site = f"{parts.scheme}://{parts.netloc}"  # the job thread has no request
+    source_file = spooled  # not ``spooled``: that name is cleared once a job owns the file
 
     def work(job: Job | None) -> dict:
         started = time.monotonic()
-        source = load_source(spooled, label, limits)
+        source = load_source(source_file, label, limits)
         params = Params.parse(fields, limits)
         mosaic = generate(source, params, store, index, limits, job and job.progress)
         name = _output_name(label, mosaic.cols, mosaic.rows, params.format)
@@ -250,11 +269,22 @@ def mosaic_page(store: Store):
         listing = store.list("", after=after, limit=MAX_PAGE)
         images += [f.name for f in listing.files if f.content_type.startswith("image/")
                    and not f.name.startswith("tiles/")]
+    images = images[:MAX_PAGE]
     result = request.query.getunicode("result", default="")
+    info = None
+    if result:
+        try:
+            info = store.info(result)
+        except (FileNotFound, InvalidName):
+            pass  # the page says so instead of showing a broken image
+    source = (info.meta or {}).get("source", "") if info else ""
     response.content_type = "text/html; charset=utf-8"
-    return render("mosaic", images=images[:MAX_PAGE], result=result,
-                  result_url=file_url(result, absolute=False) if result else "",
-                  tiles=index_count(store), params=Params(), quote=quote)
+    return render("mosaic", images=[n for n in images if not n.startswith("mosaics/")],
+                  mosaics=[n for n in images if n.startswith("mosaics/")],
+                  selected=source if source in images else "", result=result, info=info,
+                  source=source, result_url=file_url(result, absolute=False) if result else "",
+                  tiles=index_count(store), params=Params(), limits=_limits(),
+                  format_size=format_size, quote=quote)
 
 
 def index_count(store: Store) -> int | None:
@@ -269,7 +299,7 @@ def get_job(job_id: str):
                         "and forgotten when the server restarts.")
     if wants_html():
         response.content_type = "text/html; charset=utf-8"
-        return render("mosaic_job", job=job.to_dict())
+        return render("mosaic_job", job=job.to_dict(), file_url=file_url, quote=quote)
     return json_response(job.to_dict())
 
 
@@ -282,3 +312,7 @@ def install(app: Bottle) -> None:
     app.route("/mosaic/tiles", "POST", post_tiles)
     app.route("/mosaic/tiles", "GET", list_tiles)
     app.route("/mosaic/tiles/<tile_id>", "DELETE", delete_tile)
+    app.route("/mosaic/tiles/<tile_id>", "POST", post_tile)
+    # links in every page's header (views/base.tpl)
+    app.config["fileserver.nav"] = (*(app.config.get("fileserver.nav") or ()),
+                                    ("/mosaic", "make a mosaic"), ("/mosaic/tiles", "mosaic tiles"))

@@ -90,5 +90,10 @@ class TileIndex(abc.ABC):
         """The id of the tile with this content hash, or None (ids are hashes)."""
         return sha if self.get(sha) is not None else None
 
+    def refresh(self) -> None:
+        """Bring the index up to date after many adds, where the backend
+        builds it lazily (a CouchDB view), so the cost falls on the import
+        rather than on the next mosaic. Nothing to do elsewhere."""
+
     def close(self) -> None:
         """Release connections."""
