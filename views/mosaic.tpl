@@ -1,37 +1,61 @@
 % rebase('base', title='make a mosaic')
-<nav class="crumbs"><a href="/files/">files</a> / <a href="/mosaic/tiles">mosaic tiles</a> / make a mosaic</nav>
+<nav class="crumbs"><a href="/files/">files</a> / make a mosaic</nav>
 
 % if tiles is None:
 <p class="error-message">This storage backend has no tile index, so it cannot make mosaics.</p>
 % else:
-<p class="count">{{tiles}} tile{{'' if tiles == 1 else 's'}} in the library (<a href="/mosaic/tiles">add tiles</a>).</p>
-<form id="mosaic-form" method="post" action="/mosaic" enctype="multipart/form-data">
-  <fieldset><legend>Source image</legend>
-  <label>Upload <input type="file" name="image" accept="image/*"></label>
-  <label>or a stored image
-    <select name="source"><option value="">(none)</option>
-% for name in images:
-      <option value="{{name}}"{{!' selected' if name == result else ''}}>{{name}}</option>
-% end
+<p id="library-count" class="count">{{tiles}} tile{{'' if tiles == 1 else 's'}} in the library (<a href="/mosaic/tiles">add tiles</a>).</p>
+%   if not tiles:
+<p class="warning">The tile library is empty: <a href="/mosaic/tiles">add tiles</a> before making a mosaic.</p>
+%   end
+<form id="mosaic-form" class="panel" method="post" action="/mosaic" enctype="multipart/form-data">
+  <fieldset class="source"><legend>Source image</legend>
+  <label>Upload an image <input type="file" name="image" accept="image/*"></label>
+  <label>or a stored one
+    <select name="source">
+      <option value="">{{'(choose a stored image)' if images or mosaics else '(no images stored yet)'}}</option>
+%   for group, names in (('Images', images), ('Earlier mosaics', mosaics)):
+%     if names:
+      <optgroup label="{{group}}">
+%       for name in names:
+        <option value="{{name}}"{{!' selected' if name == selected else ''}}>{{name}}</option>
+%       end
+      </optgroup>
+%     end
+%   end
     </select></label>
+  <p class="hint">An uploaded image wins over a stored one.</p>
   </fieldset>
-  <fieldset><legend>Parameters</legend>
-  <label>Tile size (px) <input type="number" name="tile" min="4" value="{{params.tile}}"></label>
-  <label>Columns <input type="number" name="cols" min="1" value="{{params.cols}}"></label>
-  <label>Max repeats per tile (0 = no limit) <input type="number" name="max_repeats" min="0" value="{{params.max_repeats}}"></label>
-  <label>Blend source (%) <input type="number" name="blend" min="0" max="100" value="{{params.blend}}"></label>
-  <label>Format <select name="format"><option value="jpeg">JPEG</option><option value="png">PNG</option></select></label>
+  <fieldset class="params"><legend>Parameters</legend>
+  <label>Tile size <input type="number" name="tile" min="4" max="{{limits.max_tile}}" value="{{params.tile}}" required> <span class="hint">px, 4–{{limits.max_tile}}</span></label>
+  <label>Columns <input type="number" name="cols" min="1" max="{{limits.max_cols}}" value="{{params.cols}}" required> <span class="hint">tiles across; rows follow the image</span></label>
+  <label>Max repeats <input type="number" name="max_repeats" min="0" value="{{params.max_repeats}}"> <span class="hint">uses of one tile, 0 = no limit</span></label>
+  <label>Blend <input type="number" name="blend" min="0" max="100" value="{{params.blend}}"> <span class="hint">% of the source laid over the tiles</span></label>
+  <label>Format <select name="format">
+%   for value, label in (('jpeg', 'JPEG'), ('png', 'PNG')):
+    <option value="{{value}}"{{!' selected' if value == params.format else ''}}>{{label}}</option>
+%   end
+  </select></label>
   </fieldset>
   <button type="submit">Make mosaic</button>
 </form>
-<div id="mosaic-progress" hidden><progress max="1" value="0"></progress> <span class="stage"></span></div>
+<section id="mosaic-job" class="job" hidden aria-live="polite">
+  <p class="upload-step"><progress max="100" value="0"></progress> <span class="label">Uploading…</span></p>
+  <p class="work-step" hidden><progress></progress> <span class="label">Waiting…</span></p>
+</section>
+<p id="mosaic-error" class="error-message" role="alert" hidden></p>
 % end
 
 % if result:
 <section id="result">
 <h2>Result</h2>
-<p><a href="{{result_url}}">{{result}}</a> · <a href="{{result_url}}?download">download</a></p>
-<img src="{{result_url}}" alt="mosaic {{result}}" style="max-width:100%">
+%   if info is None:
+<p class="error-message">No mosaic named “{{result}}” is stored.</p>
+%   else:
+<p class="links"><a class="open" href="{{result_url}}">{{result}}</a> · <a class="download" href="{{result_url}}?download">Download</a></p>
+<p class="details">{{format_size(info.size)}}{{', from ' + source if source else ''}}</p>
+<a class="image" href="{{result_url}}"><img class="mosaic" src="{{result_url}}" alt="mosaic {{result}}"></a>
+%   end
 </section>
 % end
 <script src="/static/mosaic.js" defer></script>

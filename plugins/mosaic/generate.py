@@ -130,57 +130,69 @@ def cell_features(source: Image.Image, cols: int, rows: int) -> tuple[np.ndarray
     return mean, grid
 
 
-def _box_buckets(lab: np.ndarray, margin: float) -> set[int]:
-    """Index buckets meeting the box ``lab`` +- ``margin`` (Lab units)."""
-    def span(value: float, low: float, width: float, steps: int) -> range:
-        first = int(np.clip((value - margin - low) / width * steps, 0, steps - 1))
-        last = int(np.clip((value + margin - low) / width * steps, 0, steps - 1))
-        return range(first, last + 1)
+#: Per axis of the bucket grid: the lowest value, the span and the steps.
+_AXES = np.array([(0.0, 100.0, L_STEPS), (AB_MIN, AB_SPAN, AB_STEPS), (AB_MIN, AB_SPAN, AB_STEPS)])
 
-    l, a, b = (float(v) for v in lab)
-    return {(li * AB_STEPS + ai) * AB_STEPS + bi
-            for li in span(l, 0.0, 100.0, L_STEPS)
-            for ai in span(a, AB_MIN, AB_SPAN, AB_STEPS)
-            for bi in span(b, AB_MIN, AB_SPAN, AB_STEPS)}
+
+def _boxes(colours: np.ndarray, margin: float) -> np.ndarray:
+    """For each Lab colour, the bucket-grid box within ``margin`` of it, as
+    rows (l0, a0, b0, l1, a1, b1) of inclusive cell indices."""
+    low, span, steps = _AXES.T
+    first = np.floor((colours - margin - low) / span * steps)
+    last = np.floor((colours + margin - low) / span * steps)
+    top = steps - 1
+    return np.hstack([np.clip(first, 0, top), np.clip(last, 0, top)]).astype(np.int64)
+
+
+def _unique_rows(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(boxes, axis=0, return_inverse=True)``, but on one int key
+    per row (grid indices are < 16): many times faster for many cells."""
+    keys = (boxes << (4 * np.arange(boxes.shape[1]))).sum(axis=1)
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    return boxes[first], which.ravel()
 
 
 def gather(index: TileIndex, means: np.ndarray, cells: int, max_repeats: int,
            stats: Stats) -> tuple[list[str], np.ndarray]:
     """Candidates for all cells in a few batched index queries.
 
-    Round one asks for the buckets within FIRST_MARGIN of every distinct cell
-    colour; each later round doubles the margin, only for the colours that
-    still have fewer than ENOUGH candidates (or for all of them when
-    ``max_repeats`` needs more distinct tiles than were found).
+    Round one asks for the buckets within FIRST_MARGIN of every cell colour;
+    each later round doubles the margin, only for the colours that still see
+    fewer than ENOUGH candidates (or for all of them when ``max_repeats``
+    needs more distinct tiles than were found). Work per round is per
+    distinct box, not per cell, so a huge mosaic costs no more to plan.
     """
-    colours = np.unique(np.round(means).astype(int), axis=0)
-    asked: set[int] = set()
-    per_bucket: dict[int, int] = {}
+    shape = (L_STEPS, AB_STEPS, AB_STEPS)
+    asked = np.zeros(shape, dtype=bool)
+    found_per_bucket = np.zeros(shape, dtype=np.int64)
     ids: list[str] = []
     vectors: list[tuple[float, ...]] = []
-    pending = list(range(len(colours)))
+    pending = means
     margin = FIRST_MARGIN
-    while pending:
-        boxes = {i: _box_buckets(colours[i], margin) for i in pending}
-        new = set().union(*boxes.values()) - asked
-        if new:
+    while len(pending):
+        boxes, which = _unique_rows(_boxes(pending, margin))
+        wanted = np.zeros(shape, dtype=bool)
+        for l0, a0, b0, l1, a1, b1 in boxes:
+            wanted[l0:l1 + 1, a0:a1 + 1, b0:b1 + 1] = True
+        new = wanted & ~asked
+        if new.any():
             before = index.records_read
-            found = index.candidates(sorted(new))
+            found = index.candidates([int(b) for b in np.flatnonzero(new)])
             stats.queries += 1
             stats.records_read += index.records_read - before
             asked |= new
             for tile_id, feats in found:
                 ids.append(tile_id)
                 vectors.append(feats.grid)
-                per_bucket[feats.bucket] = per_bucket.get(feats.bucket, 0) + 1
-        everything = len(asked) == L_STEPS * AB_STEPS * AB_STEPS
-        short_of_repeats = max_repeats and len(ids) * max_repeats < cells
-        if everything:
+                found_per_bucket.flat[feats.bucket] += 1
+        if asked.all():
             break
-        if short_of_repeats:
-            pending = list(range(len(colours)))
+        if max_repeats and len(ids) * max_repeats < cells:
+            pending = means  # widen for every colour
         else:
-            pending = [i for i in pending if sum(per_bucket.get(b, 0) for b in boxes[i]) < ENOUGH]
+            seen = np.array([found_per_bucket[l0:l1 + 1, a0:a1 + 1, b0:b1 + 1].sum()
+                             for l0, a0, b0, l1, a1, b1 in boxes])
+            pending = pending[seen[which] < ENOUGH]
         margin *= 2
     if not ids:
         raise Refused("The tile library is empty: add tiles first (POST /mosaic/tiles).", 409)
@@ -263,12 +275,17 @@ def generate(source: Image.Image, params: Params, store: Store, index: TileIndex
     with ThreadPoolExecutor(4) as pool:  # remote stores: overlap the round trips
         images = dict(zip(used, pool.map(lambda i: _read_tile(store, ids[i], edge), used)))
     stats.images_read = len(images)
-    out = Image.new("RGB", (cols * edge, rows * edge))
-    for cell, pick in enumerate(chosen):
-        row, col = divmod(cell, cols)
-        out.paste(images[int(pick)], (col * edge, row * edge))
-        if cell % cols == cols - 1:
-            progress("rendering", cell + 1, n)
+    # Tiles as one array, cells copied a row at a time: no per-cell paste.
+    slot = {pick: i for i, pick in enumerate(used)}
+    pixels = np.stack([np.asarray(images[pick]) for pick in used])
+    picks = np.array([slot[int(p)] for p in chosen]).reshape(rows, cols)
+    canvas = np.empty((rows * edge, cols * edge, 3), dtype=np.uint8)
+    for row in range(rows):
+        band = pixels[picks[row]]  # cols x edge x edge x 3
+        canvas[row * edge:(row + 1) * edge] = band.transpose(1, 0, 2, 3).reshape(edge, -1, 3)
+        progress("rendering", (row + 1) * cols, n)
+    out = Image.fromarray(canvas)
+    del canvas
     if params.blend:
         under = source.resize(out.size, Image.Resampling.LANCZOS)
         out = Image.blend(out, under, params.blend / 100.0)
