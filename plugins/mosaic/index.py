@@ -18,7 +18,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
-GRID = 3  # the sub-grid is GRID x GRID cells
+GRID = 2  # the sub-grid is GRID x GRID cells (Lab quadrants)
 
 
 def tile_file(tile_id: str) -> str:
