@@ -25,8 +25,9 @@ are older revisions of the name deleted. "Newest" always means the largest
 ``(uploadDate, _id)``: reads pick it, listings keep only it, and every writer
 deletes everything older than it, so concurrent writers agree on one winner.
 An upload cut off by a killed process leaves chunks without a files document;
-``sweep_orphans`` (run by ``init_db`` and at startup) deletes those once they
-have been quiet for ``ORPHAN_AGE``, which spares uploads still in progress.
+``sweep_orphans`` (run by ``init_db``, and beside serving at startup) deletes
+those once they have been quiet for ``ORPHAN_AGE``, which spares uploads
+still in progress.
 
 A reader holding a revision that a replace then deletes keeps what its chunk
 cursor has already fetched (a first batch of up to 16 MiB on MongoDB);
@@ -158,11 +159,20 @@ class GridFSStore(Store):
         try:
             with store._boundary:
                 store._ensure_indexes()  # cheap when they exist; init-db says more
-                store.sweep_orphans()
         except BaseException:
             store.close()
             raise
+        # The sweep reads every chunk id of the bucket: on a big store that
+        # takes a while, so it runs beside serving instead of before it.
+        threading.Thread(target=store._sweep_quietly, name="gridfs-sweep", daemon=True).start()
         return store
+
+    def _sweep_quietly(self) -> None:
+        try:
+            with self._boundary:
+                self.sweep_orphans()
+        except Exception as exc:  # closed meanwhile, database away: the next start retries
+            log.warning("gridfs: orphan sweep at startup did not finish: %s", exc)
 
     @classmethod
     def init_db(cls, settings, options, *, admin_url=None):
