@@ -98,13 +98,19 @@ def features(image: Image.Image) -> Features:
     matching its cell when the mosaic is seen scaled down; averaging in
     linear light instead measured worse on both ΔE and SSIM (bench/).
     """
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+    image = image.convert("RGB")
+    if min(image.size) < GRID:  # a 1-pixel-wide image still has a grid
+        image = image.resize((max(image.width, GRID), max(image.height, GRID)),
+                             Image.Resampling.NEAREST)
+    pixels = np.asarray(image)
     h, w = pixels.shape[:2]
-    rows = np.array_split(np.arange(h), GRID) if h >= GRID else [np.arange(h)] * GRID
-    cols = np.array_split(np.arange(w), GRID) if w >= GRID else [np.arange(w)] * GRID
-    cells = np.array([pixels[r[0]:r[-1] + 1, c[0]:c[-1] + 1].mean(axis=(0, 1))
-                      for r in rows for c in cols])
-    mean = srgb_to_lab(pixels.reshape(-1, 3).mean(axis=0))
+    rows, cols = np.arange(GRID) * h // GRID, np.arange(GRID) * w // GRID
+    # Block sums in two integer passes: exact, and much faster than slicing.
+    sums = np.add.reduceat(np.add.reduceat(pixels, rows, axis=0, dtype=np.int64),
+                           cols, axis=1)
+    counts = np.outer(np.diff(rows, append=h), np.diff(cols, append=w))
+    cells = (sums / counts[..., None]).reshape(GRID * GRID, 3)
+    mean = srgb_to_lab(sums.sum(axis=(0, 1)) / (h * w))
     grid = srgb_to_lab(cells)
     lab = tuple(round(float(v), 3) for v in mean)
     return Features(lab=lab, grid=tuple(round(float(v), 3) for v in grid.ravel()),

@@ -32,8 +32,9 @@ from .features import TILE_SIZE, features, normalise, square
 from .index import Features, TileIndex, tile_file
 
 CHUNK = 1 << 20
-#: Threads decoding and, separately, storing tiles during a ZIP import.
-WORKERS = 3
+#: Threads decoding tiles (CPU: about one per core) and storing them
+#: (mostly waiting on fsync or the database, so more of them overlap better).
+DECODERS, WRITERS = 3, 3
 #: Uncompressed entry bytes waiting for a decoder, at most.
 IN_FLIGHT = 64 << 20
 #: Decoders we trust with hostile bytes (no EPS: Pillow would run Ghostscript).
@@ -245,7 +246,7 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise Refused(f"Not a readable ZIP archive: {exc}") from None
-    with archive, ThreadPoolExecutor(WORKERS) as decoders, ThreadPoolExecutor(WORKERS) as writers:
+    with archive, ThreadPoolExecutor(DECODERS) as decoders, ThreadPoolExecutor(WRITERS) as writers:
         entries = archive.infolist()
         if len(entries) > limits.max_entries:
             raise Refused(f"The archive has {len(entries)} entries; the limit is "
@@ -278,7 +279,7 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                     storing.append((label, writers.submit(store_tile, tile, label, store, index)))
                 except Skip as skip:
                     report.skip(label, str(skip))
-                finish_storing(block=len(storing) > 2 * WORKERS)
+                finish_storing(block=len(storing) > 2 * WRITERS)
 
         total = 0
         for info in entries:
@@ -298,7 +299,7 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
             decoding.append((label, len(data), decoders.submit(_decode_entry, data, limits)))
             in_flight += len(data)
             # Bounded memory: a few entries' bytes in flight, not the archive.
-            finish_decoding(block=len(decoding) > 2 * WORKERS or in_flight > IN_FLIGHT)
+            finish_decoding(block=len(decoding) > 2 * DECODERS or in_flight > IN_FLIGHT)
         finish_decoding(block=True)
         finish_storing(block=True)
     return report
