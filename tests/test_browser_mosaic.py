@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import zipfile
@@ -18,9 +17,9 @@ from urllib.parse import quote, unquote
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, new_page, put, status_of
+from test_browser import new_page, put, status_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -96,15 +95,6 @@ def library(base: str) -> dict:
 def near(pixel, rgb, tolerance: int = 14) -> bool:
     """Tiles are stored as JPEG, so solid colours come back off by a little."""
     return max(abs(p - c) for p, c in zip(pixel, rgb)) <= tolerance
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing: apt-get install chromium"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -17,12 +17,7 @@ import pytest
 from PIL import Image
 
 from fileserver_plugins.mosaic.features import srgb_to_lab
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
+from test_mosaic_tiles import encode, forged_png
 
 
 def zip_of(images: dict[str, bytes]) -> bytes:
@@ -236,17 +231,6 @@ def test_exif_rotation_is_honoured(library):
     assert (res["cols"], res["rows"]) == (2, 4)
     mosaic = fetch(library, res["url"]).convert("RGB")
     assert near(mosaic.getpixel((2, 2)), (255, 0, 0)) and near(mosaic.getpixel((7, 17)), (0, 0, 255))
-
-
-def forged_png(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
 @embedded_only

@@ -62,7 +62,7 @@ def test_normalise_modes_alpha_and_size():
 # -- building uploads ----------------------------------------------------------------
 
 
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **options)
     return out.getvalue()
