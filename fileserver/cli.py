@@ -44,8 +44,9 @@ def _stop(signum, frame):
 
 def serve(args: argparse.Namespace) -> int:
     from .app import create_app
-    from .server import make_server, server_url
+    from .server import limit_malloc_arenas, make_server, server_url
 
+    limit_malloc_arenas()  # before any thread (drivers start theirs in create_app)
     overrides = {key: getattr(args, key) for key in
                  ("host", "port", "backend", "data_dir", "max_upload_size", "threads")}
     settings = load_settings(args.config, overrides=overrides)

@@ -8,7 +8,10 @@ refuse an oversized upload while it streams in. Its own error answers
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import os
 
 from waitress.channel import HTTPChannel
 from waitress.server import MultiSocketServer, TcpWSGIServer
@@ -18,6 +21,9 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher
 from .config import Settings
 from .store import too_large_message
 from .web import render
+
+#: glibc's mallopt() parameter for the number of malloc arenas.
+M_ARENA_MAX = -8
 
 #: Room for multipart framing around the largest allowed file.
 MULTIPART_SLACK = 1024 * 1024
@@ -87,3 +93,22 @@ def server_url(server) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}/"
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas before threads start; True if done.
+
+    glibc gives busy threads arenas of their own (up to 8 per core), and
+    memory freed in one is rarely returned: with waitress's threads moving
+    large buffers through a database driver, the server grew by 274 MiB over
+    six 200 MiB GridFS round trips, and by 41 MiB with 2 arenas (bench note
+    in README). An operator's MALLOC_ARENA_MAX wins; other C libraries are
+    left alone.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # no glibc (musl, macOS)
+        return False

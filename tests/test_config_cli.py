@@ -206,3 +206,14 @@ def test_missing_driver_names_the_extra_to_install(monkeypatch, name, driver):
     monkeypatch.delitem(sys.modules, f"fileserver_plugins.{name}", raising=False)
     with pytest.raises(ConfigError, match=rf"pip install 'fileserver\[{name}\]'"):
         load_backend(name)
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch):
+    import platform
+
+    from fileserver.server import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
