@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from fileserver_plugins.mosaic.features import srgb_to_lab
-from test_mosaic_tiles import encode, forged_png
+from test_mosaic_tiles import encode, forged_png, store_of
 
 
 def zip_of(images: dict[str, bytes]) -> bytes:
@@ -32,10 +32,6 @@ def zip_of(images: dict[str, bytes]) -> bytes:
 LEVELS = (0, 85, 170, 255)
 SOLID = {(r, g, b): encode(Image.new("RGB", (12, 12), (r, g, b)))
          for r in LEVELS for g in LEVELS for b in LEVELS}
-
-
-def store_of(app):
-    return app.app.config["fileserver.store"]
 
 
 @pytest.fixture
