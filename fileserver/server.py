@@ -101,8 +101,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     glibc gives busy threads arenas of their own (up to 8 per core), and
     memory freed in one is rarely returned: with waitress's threads moving
     large buffers through a database driver, the server grew by 274 MiB over
-    six 200 MiB GridFS round trips, and by 41 MiB with 2 arenas (bench note
-    in README). An operator's MALLOC_ARENA_MAX wins; other C libraries are
+    six 200 MiB GridFS round trips, and by 17 MiB with 2 arenas (README,
+    Benchmarks). An operator's MALLOC_ARENA_MAX wins; other C libraries are
     left alone.
     """
     if os.environ.get("MALLOC_ARENA_MAX"):

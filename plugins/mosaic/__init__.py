@@ -69,9 +69,10 @@ def _jobs() -> Jobs:
 
 
 def accepted(job: Job) -> HTTPResponse:
+    state = job.to_dict()
     if wants_html():
-        redirect(job.to_dict()["url"], 303)
-    return json_response(job.to_dict(), 202, Location=job.to_dict()["url"])
+        redirect(state["url"], 303)
+    return json_response(state, 202, Location=state["url"])
 
 
 def post_tiles(store: Store):
@@ -79,6 +80,11 @@ def post_tiles(store: Store):
     ctype = request.get_header("Content-Type", "")
     base = ctype.split(";")[0].strip().lower()
     uploads: list[tuple[str, str, BinaryIO]] = []  # (kind, label, spooled file)
+
+    def close() -> None:
+        for _, _, fp in uploads:
+            fp.close()
+
     try:
         if base in ZIP_TYPES:
             uploads.append(("zip", "upload.zip", spool(body_stream(), limits.max_archive,
@@ -96,8 +102,7 @@ def post_tiles(store: Store):
                             "@tiles.zip -H 'Content-Type: application/zip') or images "
                             "(-F image=@a.jpg).")
     except BaseException:
-        for _, _, fp in uploads:
-            fp.close()
+        close()
         raise
 
     def work(job: Job | None) -> dict:
@@ -112,10 +117,6 @@ def post_tiles(store: Store):
                 job.progress("indexing", job.done, job.total)
             index.refresh()
         return {**report.to_dict(), "_status": 201 if report.added else 200}
-
-    def close() -> None:
-        for _, _, fp in uploads:
-            fp.close()
 
     if wants_async():
         return accepted(_jobs().submit("tiles", work, close))
@@ -228,11 +229,15 @@ def post_mosaic(store: Store):
     parts = request.urlparts
     site = f"{parts.scheme}://{parts.netloc}"  # the job thread has no request
     source_file = spooled  # not ``spooled``: that name is cleared once a job owns the file
+    try:
+        params = Params.parse(fields, limits)  # bad parameters: 400 now, not in a job
+    except BaseException:
+        spooled.close()
+        raise
 
     def work(job: Job | None) -> dict:
         started = time.monotonic()
         source = load_source(source_file, label, limits)
-        params = Params.parse(fields, limits)
         mosaic = generate(source, params, store, index, limits, job and job.progress)
         name = _output_name(label, mosaic.cols, mosaic.rows, params.format)
         with tempfile.TemporaryFile(prefix="mosaic-") as out:
@@ -249,7 +254,6 @@ def post_mosaic(store: Store):
                           "library": index.count(), "images_read": stats.images_read}}
 
     try:
-        Params.parse(fields, limits)  # bad parameters: 400 now, not in a job
         if wants_async():
             job, spooled = _jobs().submit("mosaic", work, spooled.close), None
             return accepted(job)
