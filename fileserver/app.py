@@ -14,7 +14,9 @@ from typing import Any, Callable
 import bottle
 from bottle import Bottle, HTTPError, request, response, static_file
 
-from . import files
+from . import files, login, openapi
+from .accounts import Accounts
+from .auth import Auth
 from .backends import install_features, open_store
 from .config import Settings
 from .errors import BackendUnavailable, StoreError
@@ -81,11 +83,22 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.config["fileserver.store"] = store
     app.default_error_handler = render_error
     app.install(StorePlugin(store))
+    records = store.capability("records")
+    auth = Auth(settings, Accounts(records) if records is not None else None)
+    try:
+        auth.check_startup()
+    except BaseException:
+        store.close()
+        raise
+    app.config["fileserver.auth"] = auth
 
     @app.get("/static/<path:path>")
     def static(path: str):
         return static_file(path, root=str(STATIC_DIR))
 
-    files.add_routes(app)
+    login.add_routes(app)
+    files.add_routes(app)  # its same-origin check runs first: no password work for forgeries
+    app.add_hook("before_request", auth.before_request)
     install_features(app)
+    openapi.add_route(app)
     return app

@@ -1,4 +1,4 @@
-"""The ``fileserver`` command: ``serve``, ``init-db``, ``migrate`` and ``backends``."""
+"""The ``fileserver`` command: ``serve``, ``init-db``, ``migrate``, ``user`` and ``backends``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from .accounts import ROLES, AccountError
 from .backends import available_backends, load_backend
 from .config import load_settings
 from .errors import ConfigError, StoreError
@@ -35,6 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--data-dir", help="where the embedded store keeps data")
     init.add_argument("--admin-url", help="credentials allowed to create databases, "
                       "e.g. http://admin:secret@127.0.0.1:5984/ (default: the configured url)")
+    user = commands.add_parser("user", help="manage accounts (kept in the backend)")
+    user.add_argument("--config", help="INI file (default: $FILESERVER_CONFIG)")
+    actions = user.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="writer", help="default: writer")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input instead of asking")
+    passwd = actions.add_parser("passwd", help="set a new password (ends the user's sessions)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input instead of asking")
+    token = actions.add_parser("token", help="print a new API token for the user")
+    token.add_argument("name")
+    token.add_argument("--label", default="", help="what the token is for")
+    actions.add_parser("list", help="list users and their roles")
+    remove = actions.add_parser("remove", help="remove a user and their tokens")
+    remove.add_argument("name")
     return parser
 
 
@@ -106,6 +125,49 @@ def migrate(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if getpass.getpass("Again: ") != first:
+        raise AccountError("The two passwords differ; nothing was changed.")
+    return first
+
+
+def user(args: argparse.Namespace) -> int:
+    from .accounts import Accounts
+
+    settings = load_settings(args.config)
+    records = load_backend(settings.backend).open_records(settings,
+                                                          settings.options_for(settings.backend))
+    if records is None:
+        raise ConfigError(f"backend {settings.backend!r} keeps no accounts.")
+    accounts = Accounts(records)
+    try:
+        if args.action == "add":
+            accounts.add(args.name, args.role, _password(args))
+            print(f"fileserver: added {args.name} ({args.role})")
+        elif args.action == "passwd":
+            accounts.set_password(args.name, _password(args))
+            print(f"fileserver: changed the password of {args.name}; their sessions ended")
+        elif args.action == "token":
+            _, token = accounts.new_token(args.name, args.label)
+            print(token)
+        elif args.action == "list":
+            for account in accounts.users():
+                tokens = len(accounts.tokens(account.name))
+                print(f"{account.name:24} {account.role:7} {tokens} token(s), "
+                      f"since {account.created}")
+        elif args.action == "remove":
+            accounts.remove(args.name)
+            print(f"fileserver: removed {args.name} and their tokens")
+    finally:
+        records.close()
+    return 0
+
+
 def list_backends() -> int:
     for name, entry in sorted(available_backends().items()):
         try:
@@ -123,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     # "Task queue depth is N" on every busy moment says nothing actionable.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
-        commands = {"serve": serve, "init-db": init_db, "migrate": migrate,
+        commands = {"serve": serve, "init-db": init_db, "migrate": migrate, "user": user,
                     "backends": lambda _: list_backends()}
         return commands[args.command](args)
-    except StoreError as exc:
+    except (StoreError, AccountError) as exc:
         print(f"fileserver: error: {exc}", file=sys.stderr)
         return 2

@@ -71,6 +71,42 @@ def _path(text: str) -> str:
     return str(Path(_text(text)).expanduser().resolve())
 
 
+def _anonymous(text: str) -> str:
+    value = str(text).strip().lower()
+    if value not in ("none", "read", "write"):
+        raise ValueError(f"{text!r} is not one of none, read, write")
+    return value
+
+
+def _on_off(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"{text!r} is not on/off (also true/false, yes/no)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds <= 86400:
+        raise ValueError(f"{text!r} is not a time between 0 and 86400 seconds")
+    return seconds
+
+
+def _host_patterns(text: str) -> tuple[str, ...]:
+    """``"a.org, *.b.org"`` -> ("a.org", "*.b.org"); ``*`` alone allows any host."""
+    hosts = tuple(h.lower().rstrip(".") for h in re.split(r"[\s,]+", str(text)) if h)
+    for host in hosts:
+        if not re.fullmatch(r"\*|(\*\.)?[a-z0-9_.:-]+", host) or "**" in host:
+            raise ValueError(f"{host!r} is not a host name or *.domain pattern "
+                             "(no scheme, port or path)")
+    return hosts
+
+
 # key -> parser; the parsers raise ValueError with a message for people.
 KEYS: dict[str, Callable[[str], Any]] = {
     "host": _text,
@@ -79,6 +115,14 @@ KEYS: dict[str, Callable[[str], Any]] = {
     "data_dir": _path,
     "max_upload_size": parse_size,
     "threads": _threads,
+    "anonymous": _anonymous,
+    "trusted_proxy": _text,
+    # POST /files/ url=...: the server fetches a URL (fileserver/fetch.py)
+    "url_import": _on_off,
+    "url_import_hosts": _host_patterns,
+    "url_import_private": _on_off,
+    "url_import_max_size": parse_size,
+    "url_import_timeout": _seconds,
 }
 
 
@@ -90,6 +134,16 @@ class Settings:
     data_dir: str = field(default_factory=lambda: _path("fileserver-data"))
     max_upload_size: int | None = DEFAULT_MAX_UPLOAD
     threads: int = 8
+    #: what clients without credentials may do: none, read or write; unset
+    #: means write on loopback while no user exists, else none (auth.py)
+    anonymous: str | None = None
+    #: the address of a reverse proxy whose X-Forwarded-* headers are believed
+    trusted_proxy: str | None = None
+    url_import: bool = False
+    url_import_hosts: tuple[str, ...] = ()
+    url_import_private: bool = False
+    url_import_max_size: int | None = None  # None: max_upload_size alone limits
+    url_import_timeout: float = 30.0
     #: ``[backend.NAME]`` sections: name -> {option: value}
     backend_options: dict[str, dict[str, str]] = field(default_factory=dict)
 

@@ -14,6 +14,7 @@ import json
 import os
 
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.adjustments import Adjustments
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
@@ -53,18 +54,46 @@ class ErrorPageTask(ErrorTask):
         self.write(body)
 
 
+class _Parser(HTTPRequestParser):
+    """Refuses (400) a path or header that is not UTF-8: Bottle would drop the
+    bad bytes from a path (``a%ffb`` stored as ``ab``) and fail with a 500 on
+    reading such a header."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        fields = [("path", self.path)]
+        fields += [(f"{k.replace('_', '-').title()} header", v) for k, v in self.headers.items()]
+        for what, text in fields:
+            try:
+                text.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                raise ParsingError(f"The request's {what} is not valid UTF-8.") from None
+
+
 class _Channel(HTTPChannel):
     error_task_class = ErrorPageTask
+    parser_class = _Parser
 
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
 
 
+def connection_limit(most: int = 1000) -> int:
+    """Open connections to accept at once: ``most``, within half the process's
+    descriptor limit (past it, accept() would fail in a busy loop)."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return 100
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return most if soft == resource.RLIM_INFINITY else max(100, min(most, soft // 2))
+
+
 def make_server(app, settings: Settings):
     """A waitress server for ``app`` (not yet running); call ``.run()``."""
     limit = settings.max_upload_size
-    adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
+    options = dict(host=settings.host, port=settings.port, threads=settings.threads,
                       max_request_body_size=UNLIMITED if limit is None else limit + MULTIPART_SLACK,
                       ident="fileserver", clear_untrusted_proxy_headers=True,
                       # Read uploads from the socket in large pieces: with the
@@ -73,7 +102,16 @@ def make_server(app, settings: Settings):
                       # Keep up to 16 MiB of a response in memory (default 1 MiB)
                       # before spilling to a temporary file: streamed downloads
                       # otherwise write every piece to disk and read it back.
-                      outbuf_overflow=16 * 1024 * 1024)
+                      outbuf_overflow=16 * 1024 * 1024,
+                      # Waitress stops accepting at 100 open connections (its
+                      # default), so 100 slow or idle clients shut everyone out;
+                      # poll() because select() fails past 1024 descriptors.
+                      connection_limit=connection_limit(), asyncore_use_poll=True)
+    if settings.trusted_proxy:  # behind a reverse proxy: client address and scheme from it
+        options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto",
+                                              "x-forwarded-host"})
+    adj = Adjustments(**options)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}

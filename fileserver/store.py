@@ -406,16 +406,20 @@ class Store(abc.ABC):
         self._delete(validate_name(name))
 
     def list(self, prefix: str = "", *, after: str | None = None, limit: int = 100,
-             delimiter: str | None = None) -> Listing:
+             delimiter: str | None = None, owner: str | None = None) -> Listing:
         """A page of files whose names start with ``prefix``, after ``after``.
 
         With ``delimiter="/"``, names with a further ``/`` fold into one
         folder entry each (skipping over their contents, not reading them).
+        With ``owner``, only that user's files, unfolded (the delimiter is
+        ignored); the pages are filtered here, so this reads the range.
         """
         prefix = validate_prefix(prefix)
         limit = max(1, min(int(limit), MAX_PAGE))
         if after is not None and after < prefix:
             after = None
+        if owner is not None:
+            return self._list_owned(prefix, after, limit, owner)
         if not delimiter:
             files = self._list(prefix, after, limit + 1)
             more = len(files) > limit
@@ -444,12 +448,34 @@ class Store(abc.ABC):
                     break  # nothing left after this batch
         return Listing(files, folders, cursor if more else None)
 
+    def _list_owned(self, prefix: str, after: str | None, limit: int, owner: str) -> Listing:
+        files: list[FileInfo] = []
+        cursor = after
+        while True:
+            batch = self._list(prefix, cursor, MAX_PAGE)
+            for info in batch:
+                cursor = info.name
+                if info.owner == owner:
+                    if len(files) == limit:
+                        return Listing(files, [], files[-1].name)
+                    files.append(info)
+            if len(batch) < MAX_PAGE:
+                return Listing(files, [], None)
+
     def close(self) -> None:
         """Release connections and locks."""
 
+    @classmethod
+    def open_records(cls, settings: Any, options: dict[str, str]) -> Any:
+        """The backend's records (``fileserver.records.Records``, where accounts
+        live) opened alone, for commands that run beside a serving process
+        (``fileserver user``); ``None`` if the backend keeps none. The caller
+        closes them."""
+        return None
+
     def capability(self, name: str) -> Any:
         """An optional service this backend offers natively (e.g. ``"tile_index"``
-        for the mosaic plugin), or ``None``. Feature plugins define the
+        for the mosaic plugin, ``"records"`` for accounts), or ``None``. Feature plugins define the
         interface; backends return an implementation of it."""
         return None
 

@@ -12,6 +12,7 @@ from typing import BinaryIO, Iterator
 from bottle import HTTPError, request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
+from .auth import check_csrf
 from .errors import IncompleteUpload
 
 MAX_PARTS = 1000
@@ -91,6 +92,7 @@ def iter_parts(boundary: str) -> Iterator[tuple[MultipartSegment, PartReader]]:
                                  max_segment_count=MAX_PARTS)
     stream = body_stream()
     events = parser.parse_blocking(stream.read)
+    csrf_pending = request.environ.get("fileserver.csrf_pending", False)
     try:
         while True:
             try:
@@ -100,6 +102,13 @@ def iter_parts(boundary: str) -> Iterator[tuple[MultipartSegment, PartReader]]:
             if not isinstance(segment, MultipartSegment):
                 raise IncompleteUpload("The multipart body is malformed.")
             part = PartReader(events)
+            if csrf_pending:  # a form sent with the session cookie: its token comes first
+                csrf_pending = False
+                if segment.name != "_csrf" or segment.filename is not None:
+                    raise HTTPError(403, "The form's CSRF token is missing: it must be the "
+                                    "first field (_csrf); reload the page and try again.")
+                check_csrf(part.read_text())
+                continue
             yield segment, part
             part.drain()
         parser.close()

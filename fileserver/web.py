@@ -22,6 +22,13 @@ def wants_html() -> bool:
 def render(name: str, **values: Any) -> str:
     """Render ``views/<name>.tpl``; the lookup path is absolute, so installed
     copies find their templates from any working directory."""
+    try:  # who is logged in, for the header; nobody outside a request (waitress's errors)
+        env, auth = request.environ, request.app.config.get("fileserver.auth")
+    except (RuntimeError, KeyError, AttributeError):
+        env, auth = {}, None
+    values.setdefault("user", env.get("fileserver.user"))
+    values.setdefault("csrf", env.get("fileserver.csrf"))
+    values.setdefault("accounts_in_use", bool(auth and auth.accounts_in_use()))
     return bottle.template(name, template_lookup=[str(VIEWS_DIR)], request=request, **values)
 
 

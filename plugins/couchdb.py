@@ -355,9 +355,21 @@ class CouchDBStore(Store):
             db.security = security
             lines.append(f"added {user!r} to the members of {self.database!r}")
 
+    @classmethod
+    def open_records(cls, settings, options):
+        from fileserver_plugins.couchdb_records import CouchRecords
+
+        url, database, timeout = cls._options(options)
+        return CouchRecords(cls(url, database, timeout=timeout), owns_store=True)
+
     def capability(self, name: str):
         """``"tile_index"``: the mosaic's tile index, tile documents and the view
-        ``tiles`` in this database (made on first use, sharing this store's session)."""
+        ``tiles`` in this database (made on first use, sharing this store's session).
+        ``"records"``: the accounts, ``r:`` documents (see couchdb_records.py)."""
+        if name == "records":
+            from fileserver_plugins.couchdb_records import CouchRecords
+
+            return CouchRecords(self)
         if name != "tile_index":
             return None
         with self._lock:

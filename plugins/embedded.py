@@ -115,6 +115,7 @@ class EmbeddedStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._tiles = None  # the mosaic's tile index, see capability()
+        self._records = None  # accounts, see capability()
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
@@ -159,9 +160,25 @@ class EmbeddedStore(Store):
                 if blob.name not in known:
                     blob.unlink(missing_ok=True)
 
+    @classmethod
+    def open_records(cls, settings, options):
+        from fileserver_plugins.embedded_records import FILE, SQLiteRecords
+
+        root = Path(options.get("path") or settings.data_dir).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return SQLiteRecords(root / FILE)
+
     def capability(self, name: str):
         """``"tile_index"``: the mosaic's tile index, an SQLite file of its own
-        (``tiles.sqlite3``), opened on first use."""
+        (``tiles.sqlite3``), opened on first use. ``"records"``: the accounts,
+        ``accounts.sqlite3`` (see embedded_records.py)."""
+        if name == "records":
+            with self._lock:
+                if self._records is None:
+                    from fileserver_plugins.embedded_records import FILE, SQLiteRecords
+
+                    self._records = SQLiteRecords(self.root / FILE)
+                return self._records
         if name != "tile_index":
             return None
         with self._lock:
@@ -175,6 +192,8 @@ class EmbeddedStore(Store):
         with self._lock:
             if self._tiles is not None:
                 self._tiles.close()
+            if self._records is not None:
+                self._records.close()
             for db in self._connections:
                 db.close()
             self._connections.clear()

@@ -48,6 +48,7 @@ import pymongo
 from bson import ObjectId
 from gridfs.errors import CorruptGridFile, NoFile
 from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidName, PyMongoError
+from pymongo.write_concern import WriteConcern
 
 from fileserver.config import mask_password
 from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound, StoreError
@@ -97,6 +98,15 @@ class _Boundary:
             raise FileNotFound(str(exc)) from exc
         if isinstance(exc, PyMongoError):
             raise StoreError(f"The database at {self.where} failed: {_reason(exc)}") from exc
+
+
+def _journaled(concern: WriteConcern) -> WriteConcern:
+    """The client's write concern (from the URI) plus ``j``, unless it asks for fsync
+    (which implies it) or no acknowledgement (which GridFSBucket refuses anyway)."""
+    document = dict(concern.document)
+    if not document.get("fsync") and document.get("w") != 0:
+        document["j"] = True
+    return WriteConcern(**document)
 
 
 def _ms(moment: datetime) -> datetime:
@@ -209,8 +219,15 @@ class GridFSStore(Store):
         try:
             db = client[database]
             self._root = db[bucket]
-            self._files, self._chunks = self._root.files, self._root.chunks
-            self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket)
+            # Writes that make a revision exist or go away are journaled: a
+            # 201 or 204 must survive the database being killed. (SecantusDB
+            # lost files acknowledged without j after a SIGKILL; the journal is
+            # sequential, so the chunks written before are durable too.)
+            durable = _journaled(db.write_concern)
+            self._files = self._root.files.with_options(write_concern=durable)
+            self._chunks = self._root.chunks
+            self._records = self._root.records.with_options(write_concern=durable)
+            self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket, write_concern=durable)
             client.admin.command("ping")  # the one place startup waits for the server
         except (InvalidName, TypeError) as exc:
             client.close()
@@ -224,9 +241,22 @@ class GridFSStore(Store):
             raise ConfigError(f"backend.gridfs: MongoDB at {where} refused the connection: "
                               f"{_reason(exc)}") from None
 
+    @classmethod
+    def open_records(cls, settings, options):
+        from fileserver_plugins.gridfs_records import MongoRecords
+
+        store = cls(options.get("uri") or DEFAULT_URI, database=options.get("database"),
+                    bucket=options.get("bucket"))
+        return MongoRecords(store._records, store._boundary, store.close)
+
     def capability(self, name: str):
         """``"tile_index"``: the mosaic's tile index, the collection ``<bucket>.tiles``
-        (made on first use, sharing this store's client)."""
+        (made on first use, sharing this store's client). ``"records"``: the
+        accounts, the collection ``<bucket>.records`` (see gridfs_records.py)."""
+        if name == "records":
+            from fileserver_plugins.gridfs_records import MongoRecords
+
+            return MongoRecords(self._records, self._boundary)
         if name != "tile_index":
             return None
         with self._lock:

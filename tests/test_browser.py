@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -357,3 +358,71 @@ def test_cross_site_form_posts_are_refused(live_server, browser, tmp_path):
     assert nav.value.status == 403
     assert status_of(base + "files/planted.txt") == 404
     page.context.close()
+
+
+def test_login_upload_with_csrf_delete_logout(backend, browser, tmp_path):
+    """With accounts: the login page, a session, the JavaScript upload and the
+    no-JavaScript delete (both carry the CSRF token), another user's file
+    refused, the account page's token, and logout."""
+    server = start_server(tmp_path / "srv", backend.config(tmp_path / "srv"))
+    config = server.workdir / "fileserver.ini"
+    for name, role in (("erin", "writer"), ("frank", "writer")):
+        added = subprocess.run([sys.executable, "-m", "fileserver", "user", "--config", str(config),
+                                "add", name, "--role", role, "--password-stdin"],
+                               input=f"{name}-password\n", capture_output=True, text=True,
+                               timeout=60)
+        assert added.returncode == 0, added.stderr
+    base = server.url
+    try:
+        curl = subprocess.run(["curl", "-sS", "-u", "frank:frank-password", "-T", "-",
+                               base + "files/franks.txt"], input=b"frank's",
+                              capture_output=True, timeout=30)
+        assert curl.returncode == 0 and b'"owner": "frank"' in curl.stdout, curl
+        page, watch = new_page(browser)
+        page.goto(base + "files/")
+        page.wait_for_url(base + "login?next=/files/")  # not logged in: the login form
+        page.fill("input[name=name]", "erin")
+        page.fill("input[name=password]", "wrong-password")
+        page.click("form.login button[type=submit]")
+        expect(page.locator(".error-message")).to_have_text("Wrong user name or password.")
+        page.fill("input[name=password]", "erin-password")
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(base + "files/")
+        expect(page.locator("header .account a")).to_have_text("erin")
+        cookie = [c for c in page.context.cookies() if c["name"] == "fileserver_session"][0]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+        src = tmp_path / "erins.txt"
+        src.write_bytes(b"erin's file\n")
+        page.set_input_files("#upload input[type=file]", str(src))
+        with page.expect_request(lambda r: r.method == "PUT") as put_request:
+            page.click("#upload button[type=submit]")
+        assert put_request.value.headers.get("x-csrf-token")
+        expect(file_row(page, "erins.txt")).to_be_visible()
+
+        # frank's file: erin's delete is refused with a page that says why
+        file_row(page, "franks.txt").locator("form.delete button").click()
+        expect(page.locator(".error-message")).to_contain_text("belongs to frank")
+        page.goto(base + "files/")
+        file_row(page, "erins.txt").locator("form.delete button").click()
+        page.wait_for_url(base + "files/")
+        expect(file_row(page, "erins.txt")).to_have_count(0)
+        expect(file_row(page, "franks.txt")).to_have_count(1)
+
+        page.goto(base + "account")
+        page.fill("form.token input[name=label]", "laptop")
+        page.click("form.token button[type=submit]")
+        token = page.locator("#new-token").inner_text()
+        check = subprocess.run(["curl", "-sS", "-o", os.devnull, "-w", "%{http_code}", "-H",
+                                f"Authorization: Bearer {token}", base + "files/franks.txt"],
+                               capture_output=True, text=True, timeout=30)
+        assert check.stdout == "200"
+
+        page.click("header .account button")  # log out
+        page.wait_for_url(base + "login")
+        page.goto(base + "files/")
+        page.wait_for_url(re.compile(r".*/login\?next=/files/$"))
+        watch.check(base, expected_failures=((403, "files/franks.txt"),
+                                             (401, "login")))
+    finally:
+        server.stop()

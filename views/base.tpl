@@ -6,6 +6,9 @@
 <title>{{title}} · fileserver</title>
 <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css">
+% if get('csrf'):
+<meta name="csrf-token" content="{{csrf}}">
+% end
 {{!get('head', '')}}
 </head>
 <body>
@@ -21,6 +24,12 @@
   <a href="{{href}}"{{!' aria-current="page"' if here == href else ''}}>{{label}}</a>
 % end
 </nav>
+% end
+% if get('user'):
+<div class="account"><a href="/account">{{user.name}}</a> ({{user.role}})
+  <form method="post" action="/logout"><input type="hidden" name="_csrf" value="{{get('csrf') or ''}}"><button type="submit">Log out</button></form></div>
+% elif get('accounts_in_use'):
+<div class="account"><a href="/login">Log in</a></div>
 % end
 </header>
 <main>

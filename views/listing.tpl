@@ -7,11 +7,20 @@
 </nav>
 
 <form id="upload" method="post" action="{{file_url(folder, False)}}" enctype="multipart/form-data">
+  <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
   <input type="file" name="file" multiple required>
   <button type="submit">Upload</button>
   <span class="hint">into /{{folder}}</span>
 </form>
 <ul id="progress"></ul>
+% if get('url_import'):
+<form id="import" method="post" action="{{file_url(folder, False)}}">
+  <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
+  <input type="url" name="url" required placeholder="https://…" aria-label="URL to import">
+  <input type="text" name="name" placeholder="Name (optional)" aria-label="Name">
+  <button type="submit">Import from URL</button>
+</form>
+% end
 
 <form class="filter" method="get" action="{{file_url(folder, False)}}">
   <input type="search" name="prefix" value="{{prefix}}" placeholder="Names starting with…">
@@ -37,6 +46,7 @@
   <td class="actions">
     <a class="download" href="{{url}}?download">Download</a>
     <form class="delete" method="post" action="{{url}}">
+      <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
       <input type="hidden" name="_method" value="DELETE">
       <button type="submit">Delete</button>
     </form>

@@ -9,6 +9,7 @@
 <p class="warning">The tile library is empty: <a href="/mosaic/tiles">add tiles</a> before making a mosaic.</p>
 %   end
 <form id="mosaic-form" class="panel" method="post" action="/mosaic" enctype="multipart/form-data">
+  <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
   <fieldset class="source"><legend>Source image</legend>
   <label>Upload an image <input type="file" name="image" accept="image/*"></label>
   <label>or a stored one

@@ -5,6 +5,7 @@
 here becomes a square tile. <a href="/mosaic">Make a mosaic →</a></p>
 
 <form id="tiles-upload" class="panel" method="post" action="/mosaic/tiles" enctype="multipart/form-data">
+  <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
   <label>A ZIP of images <input type="file" name="zip" accept=".zip,application/zip"></label>
   <label>or images <input type="file" name="image" accept="image/*" multiple></label>
   <button type="submit">Add tiles</button>
@@ -24,6 +25,7 @@ here becomes a square tile. <a href="/mosaic">Make a mosaic →</a></p>
 % source = tile['meta'].get('source', '')
 <li class="tile" data-id="{{tile['id']}}"><a href="{{tile['url']}}"><img src="{{tile['url']}}" alt="{{source or tile['id']}}" title="{{source}} · Lab {{tile['features']['lab']}}" loading="lazy" width="96" height="96"></a>
   <form class="delete" method="post" action="/mosaic/tiles/{{tile['id']}}">
+    <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
     <input type="hidden" name="_method" value="DELETE">
 %   if after:
     <input type="hidden" name="after" value="{{after}}">

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode
 
 from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 
+from fileserver.auth import check_may_change, owner_for
 from fileserver.errors import FileNotFound, InvalidName
 from fileserver.files import file_url
 from fileserver.store import MAX_PAGE, Store, format_size
@@ -77,6 +78,7 @@ def accepted(job: Job) -> HTTPResponse:
 
 def post_tiles(store: Store):
     index, limits = tile_index(store), _limits()
+    owner = owner_for()  # read now: a job's thread has no request
     ctype = request.get_header("Content-Type", "")
     base = ctype.split(";")[0].strip().lower()
     uploads: list[tuple[str, str, BinaryIO]] = []  # (kind, label, spooled file)
@@ -109,9 +111,10 @@ def post_tiles(store: Store):
         report = Report()
         for kind, label, fp in uploads:
             if kind == "zip":
-                ingest_zip(fp, store, index, limits, report, progress=job and job.progress)
+                ingest_zip(fp, store, index, limits, report, progress=job and job.progress,
+                           owner=owner)
             else:
-                ingest_image(fp, label, store, index, limits, report)
+                ingest_image(fp, label, store, index, limits, report, owner=owner)
         if report.added:
             if job:
                 job.progress("indexing", job.done, job.total)
@@ -154,7 +157,13 @@ def list_tiles(store: Store):
 
 def delete_tile(tile_id: str, store: Store):
     index = tile_index(store)
-    if not TILE_ID.fullmatch(tile_id) or not index.remove(tile_id):
+    if not TILE_ID.fullmatch(tile_id) or index.get(tile_id) is None:
+        raise HTTPError(404, f"No tile {tile_id!r} in the library.")
+    try:
+        check_may_change(store.info(tile_file(tile_id)).owner, f"The tile {tile_id}")
+    except FileNotFound:
+        pass  # an index entry without its image: anyone who may write may clean it up
+    if not index.remove(tile_id):
         raise HTTPError(404, f"No tile {tile_id!r} in the library.")
     try:
         store.delete(tile_file(tile_id))
@@ -228,6 +237,7 @@ def post_mosaic(store: Store):
     fields, label, spooled = _read_source(store, limits)
     parts = request.urlparts
     site = f"{parts.scheme}://{parts.netloc}"  # the job thread has no request
+    owner = owner_for()
     source_file = spooled  # not ``spooled``: that name is cleared once a job owns the file
     try:
         params = Params.parse(fields, limits)  # bad parameters: 400 now, not in a job
@@ -244,7 +254,7 @@ def post_mosaic(store: Store):
             content_type = encode(mosaic.image, params.format, out)
             length = out.tell()
             out.seek(0)
-            store.put(name, out, content_type=content_type, length=length,
+            store.put(name, out, content_type=content_type, length=length, owner=owner,
                       meta={"mosaic": "output", "source": label[:200]})
         stats = mosaic.stats
         return {"name": name, "url": site + file_url(name, absolute=False),
@@ -320,3 +330,6 @@ def install(app: Bottle) -> None:
     # links in every page's header (views/base.tpl)
     app.config["fileserver.nav"] = (*(app.config.get("fileserver.nav") or ()),
                                     ("/mosaic", "make a mosaic"), ("/mosaic/tiles", "mosaic tiles"))
+    from fileserver.openapi import PLUGIN_PARTS  # the routes' description in /openapi.json
+    from .openapi import PART
+    app.config[PLUGIN_PARTS] = (*(app.config.get(PLUGIN_PARTS) or ()), PART)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import stat
 import tempfile
 import time
 import warnings
@@ -161,13 +162,15 @@ def prepare_tile(image: Image.Image) -> Prepared:
     return Prepared(tile_id, data.getvalue(), features(image), image.size)
 
 
-def store_tile(tile: Prepared, label: str, store: Store, index: TileIndex) -> str:
-    """Store one tile's image and index it; returns its id, ``Skip`` on a duplicate."""
+def store_tile(tile: Prepared, label: str, store: Store, index: TileIndex,
+               owner: str | None = None) -> str:
+    """Store one tile's image (owned by ``owner``, who may delete it) and index it;
+    returns its id, ``Skip`` on a duplicate."""
     duplicate = f"duplicate: the library already has this image as tile {tile.id}"
     if index.has_sha256(tile.id):
         raise Skip(duplicate)
     store.put(tile_file(tile.id), io.BytesIO(tile.jpeg), content_type="image/jpeg",
-              length=len(tile.jpeg), meta={"mosaic": "tile", "source": label[:200]})
+              length=len(tile.jpeg), owner=owner, meta={"mosaic": "tile", "source": label[:200]})
     try:
         meta = {"source": label[:200], "width": tile.size[0], "height": tile.size[1]}
         if not index.add(tile.id, tile.features, meta):
@@ -180,8 +183,9 @@ def store_tile(tile: Prepared, label: str, store: Store, index: TileIndex) -> st
     return tile.id
 
 
-def add_tile(image: Image.Image, label: str, store: Store, index: TileIndex) -> str:
-    return store_tile(prepare_tile(image), label, store, index)
+def add_tile(image: Image.Image, label: str, store: Store, index: TileIndex,
+             owner: str | None = None) -> str:
+    return store_tile(prepare_tile(image), label, store, index, owner)
 
 
 def _skip_reason(info: zipfile.ZipInfo) -> str | None:
@@ -195,6 +199,8 @@ def _skip_reason(info: zipfile.ZipInfo) -> str | None:
         return "hidden file"
     if info.flag_bits & 0x1:
         return "encrypted entry"
+    if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link"
     return None
 
 
@@ -232,7 +238,8 @@ ENTRY_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplement
 
 def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                report: Report | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> Report:
+               progress: Callable[[str, int, int], None] | None = None,
+               owner: str | None = None) -> Report:
     """Add every image entry of the ZIP in ``fp`` (a seekable file) as a tile;
     ``progress("ingesting", done, total)`` is told as entries finish.
 
@@ -251,6 +258,7 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
         if len(entries) > limits.max_entries:
             raise Refused(f"The archive has {len(entries)} entries; the limit is "
                           f"{limits.max_entries}.", 413)
+        _check_small_entries_ratio(entries, fp.seek(0, io.SEEK_END), limits)
         decoding: deque = deque()  # (label, size, future of Prepared)
         storing: deque = deque()   # (label, future of tile id)
         seen: set[str] = set()
@@ -276,7 +284,7 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                     if tile.id in seen:
                         raise Skip(f"duplicate: the library already has this image as tile {tile.id}")
                     seen.add(tile.id)
-                    storing.append((label, writers.submit(store_tile, tile, label, store, index)))
+                    storing.append((label, writers.submit(store_tile, tile, label, store, index, owner)))
                 except Skip as skip:
                     report.skip(label, str(skip))
                 finish_storing(block=len(storing) > 2 * WRITERS)
@@ -305,17 +313,30 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
     return report
 
 
+def _check_small_entries_ratio(entries: list[zipfile.ZipInfo], archive_size: int,
+                               limits: Limits) -> None:
+    """Refuse (413) an archive of many small entries that together expand past
+    ``max_ratio``: entries up to 1 MiB escape the per-entry ratio rule, and
+    2 MiB of them inflated to 1.8 GiB. Declared sizes are a true bound here:
+    zipfile never yields more than an entry's declared size."""
+    small = sum(i.file_size for i in entries if i.file_size <= 1 << 20)
+    if small > max(IN_FLIGHT, limits.max_ratio * archive_size):
+        raise Refused(f"The archive's small entries expand to {format_size(small)} from "
+                      f"{format_size(archive_size)}, more than the limit of "
+                      f"{limits.max_ratio}:1 (zip bomb?); nothing was stored.", 413)
+
+
 def _decode_entry(data: bytes, limits: Limits) -> Prepared:
     return prepare_tile(load_tile(io.BytesIO(data), limits))
 
 
 def ingest_image(fp: BinaryIO, label: str, store: Store, index: TileIndex, limits: Limits,
-                 report: Report | None = None) -> Report:
+                 report: Report | None = None, owner: str | None = None) -> Report:
     """Add one uploaded image; a decompression bomb is refused with 413,
     other problems are reported as skipped."""
     report = report or Report()
     try:
-        report.added.append(add_tile(load_tile(fp, limits), label, store, index))
+        report.added.append(add_tile(load_tile(fp, limits), label, store, index, owner))
     except Skip as skip:
         if str(skip).startswith("decompression bomb"):
             raise TooLarge(f"{label}: {skip}; nothing was stored.") from None

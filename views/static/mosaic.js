@@ -40,6 +40,8 @@
       var xhr = new XMLHttpRequest();
       xhr.open(method, url);
       xhr.setRequestHeader("Accept", options.accept || "application/json");
+      var csrf = document.querySelector('meta[name="csrf-token"]');
+      if (csrf && method !== "GET") xhr.setRequestHeader("X-CSRF-Token", csrf.content);
       if (options.prefer) xhr.setRequestHeader("Prefer", options.prefer);
       if (options.onprogress) {
         xhr.upload.onprogress = options.onprogress;

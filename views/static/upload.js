@@ -26,6 +26,8 @@
       var xhr = new XMLHttpRequest();
       xhr.open("PUT", fileUrl(file.name));
       xhr.setRequestHeader("Accept", "application/json");
+      var csrf = document.querySelector('meta[name="csrf-token"]');
+      if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf.content);
       if (file.type) xhr.setRequestHeader("Content-Type", file.type);
       xhr.upload.onprogress = function (e) {
         if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
