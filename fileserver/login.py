@@ -12,7 +12,7 @@ from __future__ import annotations
 from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 
 from .auth import COOKIE, Auth, check_csrf, client_address, current_user, too_many
-from .web import json_response, render, wants_html
+from .web import json_response, render, require_form_delete, wants_html
 
 
 def _auth() -> Auth:
@@ -110,9 +110,7 @@ def revoke_token(token_id: str):
 
 def post_token(token_id: str):
     """The account page's revoke button without JavaScript: a form can only POST."""
-    if request.forms.get("_method", "").upper() != "DELETE":
-        raise HTTPError(405, f"Revoke a token with DELETE /account/tokens/{token_id}.",
-                        Allow="DELETE")
+    require_form_delete("(revoke) a token")
     return revoke_token(token_id)
 
 

@@ -37,6 +37,14 @@ def json_response(data: Any, status: int = 200, **headers: str) -> HTTPResponse:
                         **{"Content-Type": "application/json", **headers})
 
 
+def require_form_delete(what: str) -> None:
+    """A form's stand-in for DELETE (forms can only GET or POST): the field
+    ``_method=DELETE``, else 405 saying how to delete ``what``."""
+    if request.forms.get("_method", "").upper() != "DELETE":
+        raise HTTPError(405, f"Delete {what} with DELETE {request.path} (or POST the "
+                        "form field _method=DELETE).", Allow="DELETE")
+
+
 def query_int(key: str, default: int) -> int:
     """A whole-number query parameter, or a 400 naming it."""
     raw = request.query.get(key)

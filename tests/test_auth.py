@@ -111,6 +111,8 @@ def test_tokens_from_the_api_work_until_revoked(users_app):
     listed = users_app.get("/account", headers=bearer).json
     assert listed["name"] == "alice" and listed["tokens"] == [
         {"id": token_id, "label": "backup", "created": listed["tokens"][0]["created"]}]
+    res = users_app.post(f"/account/tokens/{token_id}", headers=bearer, status=405)
+    assert res.headers["Allow"] == "DELETE" and "_method=DELETE" in res.json["error"]
     users_app.delete(f"/account/tokens/{token_id}", headers=basic("bob"), status=404)
     users_app.delete(f"/account/tokens/{token_id}", headers=bearer, status=204)
     users_app.get("/files/t.txt", headers=bearer, status=401)
@@ -194,6 +196,8 @@ def test_only_the_owner_or_an_admin_deletes_a_tile(users_app):
                          content_type="application/zip", status=201)
     first, second = res.json["tiles"]
     assert users_app.get(f"/files/tiles/{first}.jpg", headers=basic("bob")).status_int == 200
+    res = users_app.post(f"/mosaic/tiles/{first}", headers=basic("alice"), status=405)
+    assert res.headers["Allow"] == "DELETE" and "Delete a tile with DELETE" in res.json["error"]
     res = users_app.delete(f"/mosaic/tiles/{first}", headers=basic("bob"), status=403)
     assert "belongs to alice" in res.json["error"]
     users_app.delete(f"/mosaic/tiles/{first}", headers=basic("alice"), status=204)

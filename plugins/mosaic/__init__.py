@@ -34,7 +34,7 @@ from fileserver.errors import FileNotFound, InvalidName
 from fileserver.files import file_url
 from fileserver.store import MAX_PAGE, Store, format_size
 from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
-from fileserver.web import json_response, query_int, render, wants_html
+from fileserver.web import json_response, query_int, render, require_form_delete, wants_html
 
 from .generate import FORMATS, Params, encode, generate, load_source
 from .index import TileIndex, tile_file
@@ -174,9 +174,7 @@ def delete_tile(tile_id: str, store: Store):
 
 def post_tile(tile_id: str, store: Store):
     """The gallery's delete button without JavaScript: a form can only POST."""
-    if request.forms.get("_method", "").upper() != "DELETE":
-        raise HTTPError(405, f"Delete a tile with DELETE /mosaic/tiles/{tile_id} "
-                        "(or POST the form field _method=DELETE).", Allow="DELETE")
+    require_form_delete("a tile")
     result = delete_tile(tile_id, store)
     if wants_html():
         after = request.forms.getunicode("after", default="")
