@@ -97,6 +97,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _user(name: str, doc: dict[str, Any]) -> User:
+    return User(name=name, **{k: doc[k] for k in ("role", "password", "epoch", "created")})
+
+
 class Accounts:
     """The accounts of one backend; thread-safe (the records are)."""
 
@@ -112,13 +116,10 @@ class Accounts:
         if not NAME.fullmatch(name or ""):
             return None
         doc = self.records.get(f"user:{name}")
-        return User(name=name, **{k: doc[k] for k in ("role", "password", "epoch", "created")}) \
-            if doc else None
+        return _user(name, doc) if doc else None
 
     def users(self) -> list[User]:
-        return [User(name=key.split(":", 1)[1],
-                     **{k: doc[k] for k in ("role", "password", "epoch", "created")})
-                for key, doc in self.records.list("user:")]
+        return [_user(key.split(":", 1)[1], doc) for key, doc in self.records.list("user:")]
 
     def has_users(self, max_age: float = 5.0) -> bool:
         """Whether any user exists, remembered for ``max_age`` seconds (asked on

@@ -171,9 +171,22 @@ class Auth:
 
     # -- the hook ------------------------------------------------------------------------
 
-    def _fail(self, address: str, message: str) -> HTTPError:
-        self.throttle.failed(address)
-        return unauthorized(message)
+    def _check_waiting(self, address: str) -> None:
+        wait = self.throttle.wait(address)
+        if wait:
+            raise too_many(wait)
+
+    def check_password(self, name: str, password: str) -> User | None:
+        """The user if the password is right, else None (counted against the
+        client's address); 429 while that address must wait."""
+        address = client_address()
+        self._check_waiting(address)
+        user = self.accounts.login(name, password)
+        if user is None:
+            self.throttle.failed(address)
+        else:
+            self.throttle.succeeded(address)
+        return user
 
     def identify(self) -> tuple[User | None, str | None]:
         """(user, how) from the request's credentials; (None, None) without any.
@@ -187,27 +200,25 @@ class Auth:
                 raise HTTPError(401, "This server's backend keeps no accounts; "
                                 "send no credentials.")
             return None, None
-        address = client_address()
         scheme, _, value = header.partition(" ")
         if header:
-            wait = self.throttle.wait(address)
-            if wait:
-                raise too_many(wait)
+            address = client_address()
+            self._check_waiting(address)  # before anything else: even a malformed try waits
             if scheme.lower() == "basic":
                 try:
                     name, _, password = base64.b64decode(value.strip()).decode().partition(":")
                 except (binascii.Error, UnicodeDecodeError):
                     raise HTTPError(400, "The Basic credentials are not base64 of "
                                     "NAME:PASSWORD.") from None
-                user = self.accounts.login(name, password)
+                user = self.check_password(name, password)
                 if user is None:
-                    raise self._fail(address, "Wrong user name or password.")
-                self.throttle.succeeded(address)
+                    raise unauthorized("Wrong user name or password.")
                 return user, "basic"
             if scheme.lower() == "bearer":
                 user = self.accounts.check_token(value.strip())
                 if user is None:
-                    raise self._fail(address, "The token is unknown or was revoked.")
+                    self.throttle.failed(address)
+                    raise unauthorized("The token is unknown or was revoked.")
                 return user, "bearer"
             raise HTTPError(401, f"Unsupported Authorization scheme {scheme!r}: "
                             "use Basic or Bearer.", **{"WWW-Authenticate": REALM})

@@ -23,7 +23,6 @@ Standard library only (http.client, socket, ssl).
 
 from __future__ import annotations
 
-import functools
 import http.client
 import ipaddress
 import socket
@@ -349,14 +348,12 @@ def _name_from_url(target: Target) -> str:
     return name if name not in ("", ".", "..") else "download"
 
 
-def import_url(store: Store, url: str, *, name: str | None = None, folder: str = "",
-               owner: str | None = None, put: Callable | None = None) -> FileInfo:
-    """Fetch ``url`` and store it as ``folder + (name or its last path segment)``.
-
-    ``put(store, name, source, length=, content_type=)``, if given, stores
-    instead of ``store.put(..., owner=owner)`` (e.g. one that checks who may
-    replace a file); it is called before the first byte of the body is read.
-    """
+def import_url(store: Store, url: str, *, put: Callable, name: str | None = None,
+               folder: str = "") -> FileInfo:
+    """Fetch ``url`` and store it as ``folder + (name or its last path segment)``
+    with ``put(store, name, source, length=, content_type=)``, the routes' own
+    store call (which checks who may replace a file); it is called before the
+    first byte of the body is read."""
     settings: Settings = request.app.config["fileserver.settings"]
     if not settings.url_import:
         raise HTTPError(403, "Importing from URLs is off; set url_import = on "
@@ -392,8 +389,6 @@ def import_url(store: Store, url: str, *, name: str | None = None, folder: str =
             ctype = response.getheader("Content-Type", "")
             if ctype.split(";")[0].strip().lower() in NO_OPINION_TYPES:
                 ctype = None
-            if put is None:
-                put = functools.partial(Store.put, owner=owner)
             info, _ = put(store, name or folder + _name_from_url(target), body,
                           length=body.length, content_type=ctype)
             return info

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
 
-from .auth import COOKIE, Auth, check_csrf, client_address, current_user, too_many
+from .auth import COOKIE, Auth, check_csrf, current_user
 from .web import json_response, render, require_form_delete, wants_html
 
 
@@ -39,20 +39,14 @@ def login():
     name = request.forms.getunicode("name", default="")
     password = request.forms.getunicode("password", default="")
     target = _safe_next(request.forms.getunicode("next"))
-    address = client_address()
-    wait = auth.throttle.wait(address)
-    if wait:
-        raise too_many(wait)
-    user = auth.accounts.login(name, password)
+    user = auth.check_password(name, password)
     if user is None:
-        auth.throttle.failed(address)
         if wants_html():
             response.status = 401
             response.content_type = "text/html; charset=utf-8"
             return render("login", error="Wrong user name or password.", login_name=name,
                           next=target)
         raise HTTPError(401, "Wrong user name or password.")
-    auth.throttle.succeeded(address)
     auth.set_session(user)
     if wants_html():
         redirect(target, 303)
