@@ -155,12 +155,12 @@ def test_wheel_ships_templates_and_static_files(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ["fileserver/views/listing.tpl", "fileserver/views/base.tpl",
                      "fileserver/views/error.tpl", "fileserver/views/static/upload.js",
-                     "fileserver/views/static/style.css", "fileserver_plugins/embedded.py"]:
+                     "fileserver/views/static/style.css", "fileserver_embedded/files.py"]:
         assert expected in names
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "fileserver = fileserver.cli:main" in entry_points
-    assert "embedded = fileserver_plugins.embedded:EmbeddedStore" in entry_points
+    assert "embedded = fileserver_embedded:EmbeddedStore" in entry_points
 
 
 def test_a_third_party_backend_appears_through_its_entry_point(tmp_path):
@@ -173,7 +173,7 @@ def test_a_third_party_backend_appears_through_its_entry_point(tmp_path):
     (dist / "entry_points.txt").write_text(
         "[fileserver.backends]\nmemo = thirdparty_store:MemoStore\n")
     (site / "thirdparty_store.py").write_text(
-        "from fileserver_plugins.embedded import EmbeddedStore\n\n"
+        "from fileserver_embedded import EmbeddedStore\n\n"
         "class MemoStore(EmbeddedStore):\n    pass\n")
     env = {"PYTHONPATH": str(site)}
     listing = run_cli("backends", env=env)
@@ -203,7 +203,8 @@ def test_missing_driver_names_the_extra_to_install(monkeypatch, name, driver):
     from fileserver.backends import load_backend
 
     monkeypatch.setitem(sys.modules, driver, None)  # as if the package were not installed
-    monkeypatch.delitem(sys.modules, f"fileserver_plugins.{name}", raising=False)
+    for module in [m for m in sys.modules if m.split(".")[0] == f"fileserver_{name}"]:
+        monkeypatch.delitem(sys.modules, module)
     with pytest.raises(ConfigError, match=rf"pip install 'fileserver\[{name}\]'"):
         load_backend(name)
 

@@ -29,8 +29,8 @@ import webtest
 from conftest import BACKENDS, COUCH_PASSWORD, COUCH_USER, start_server
 from fileserver import Settings, create_app
 from fileserver.errors import BackendUnavailable, IncompleteUpload, StoreError
-from fileserver_plugins.couchdb import ATTACHMENT, DESIGN, TILE_VIEW, CouchDBStore, doc_id
-from fileserver_plugins.mosaic.index import Features
+from fileserver_couchdb.files import ATTACHMENT, DESIGN, TILE_VIEW, CouchDBStore, doc_id
+from fileserver_mosaic.index import Features
 from servers import start_couchdb
 
 REFUSED = (couchdb.http.Unauthorized, couchdb.http.Forbidden)  # this server 401, CouchDB 403

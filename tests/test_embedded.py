@@ -14,12 +14,12 @@ import time
 import pytest
 
 from fileserver.errors import ConfigError
-from fileserver_plugins.embedded import EmbeddedStore
+from fileserver_embedded import EmbeddedStore
 
 # Writes "victim" slowly through the store until the test kills the process.
 SLOW_WRITER = textwrap.dedent("""
     import sys, time
-    from fileserver_plugins.embedded import EmbeddedStore
+    from fileserver_embedded import EmbeddedStore
 
     class Slow:
         def read(self, n):

@@ -29,8 +29,8 @@ from conftest import start_server
 from fileserver import Settings
 from fileserver.errors import BackendUnavailable, IncompleteUpload, TooLarge
 from fileserver.config import mask_password as mask_uri
-from fileserver_plugins.gridfs import GridFSStore
-from fileserver_plugins.mosaic.index import Features
+from fileserver_gridfs import GridFSStore
+from fileserver_mosaic.index import Features
 from servers import start_mongodb
 from test_store_contract import Source
 

@@ -99,7 +99,7 @@ def test_migrate_command(tmp_path):
     source_dir, target_dir = tmp_path / "one", tmp_path / "two"
     (tmp_path / "one.ini").write_text(f"[fileserver]\ndata_dir = {source_dir}\n")
     (tmp_path / "two.ini").write_text(f"[fileserver]\ndata_dir = {target_dir}\n")
-    from fileserver_plugins.embedded import EmbeddedStore
+    from fileserver_embedded import EmbeddedStore
 
     store = EmbeddedStore(source_dir)
     fill(store)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fileserver_plugins.mosaic.features import srgb_to_lab
+from fileserver_mosaic.features import srgb_to_lab
 from test_mosaic_tiles import encode, forged_png, store_of
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fileserver_plugins.mosaic.features import (bucket_of, features, neighbour_buckets,
+from fileserver_mosaic.features import (bucket_of, features, neighbour_buckets,
                                                 normalise, square, srgb_to_lab)
-from fileserver_plugins.mosaic.ingest import Limits
+from fileserver_mosaic.ingest import Limits
 
 # -- features (pure) -----------------------------------------------------------------
 

@@ -162,7 +162,7 @@ class EmbeddedStore(Store):
 
     @classmethod
     def open_records(cls, settings, options):
-        from fileserver_plugins.embedded_records import FILE, SQLiteRecords
+        from fileserver_embedded.records import FILE, SQLiteRecords
 
         root = Path(options.get("path") or settings.data_dir).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ class EmbeddedStore(Store):
         if name == "records":
             with self._lock:
                 if self._records is None:
-                    from fileserver_plugins.embedded_records import FILE, SQLiteRecords
+                    from fileserver_embedded.records import FILE, SQLiteRecords
 
                     self._records = SQLiteRecords(self.root / FILE)
                 return self._records
@@ -183,7 +183,7 @@ class EmbeddedStore(Store):
             return None
         with self._lock:
             if self._tiles is None:
-                from fileserver_plugins.embedded_tiles import SQLiteTileIndex  # only when asked
+                from fileserver_embedded.tiles import SQLiteTileIndex  # only when asked
 
                 self._tiles = SQLiteTileIndex(self.root / "tiles.sqlite3")
             return self._tiles

@@ -243,7 +243,7 @@ class GridFSStore(Store):
 
     @classmethod
     def open_records(cls, settings, options):
-        from fileserver_plugins.gridfs_records import MongoRecords
+        from fileserver_gridfs.records import MongoRecords
 
         store = cls(options.get("uri") or DEFAULT_URI, database=options.get("database"),
                     bucket=options.get("bucket"))
@@ -254,14 +254,14 @@ class GridFSStore(Store):
         (made on first use, sharing this store's client). ``"records"``: the
         accounts, the collection ``<bucket>.records`` (see gridfs_records.py)."""
         if name == "records":
-            from fileserver_plugins.gridfs_records import MongoRecords
+            from fileserver_gridfs.records import MongoRecords
 
             return MongoRecords(self._records, self._boundary)
         if name != "tile_index":
             return None
         with self._lock:
             if self._tiles is None:
-                from fileserver_plugins.gridfs_tiles import MongoTileIndex  # only when asked
+                from fileserver_gridfs.tiles import MongoTileIndex  # only when asked
 
                 self._tiles = MongoTileIndex(self._root.tiles, self._boundary)
             return self._tiles

@@ -30,7 +30,7 @@ import pymongo
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from fileserver_plugins.mosaic.index import Features, TileIndex, TileRecord
+from fileserver_mosaic.index import Features, TileIndex, TileRecord
 
 #: What matching needs of a tile: everything but ``meta``.
 FEATURES_ONLY = {"_id": 1, "bucket": 1, "lab": 1, "grid": 1}

@@ -357,7 +357,7 @@ class CouchDBStore(Store):
 
     @classmethod
     def open_records(cls, settings, options):
-        from fileserver_plugins.couchdb_records import CouchRecords
+        from fileserver_couchdb.records import CouchRecords
 
         url, database, timeout = cls._options(options)
         return CouchRecords(cls(url, database, timeout=timeout), owns_store=True)
@@ -367,14 +367,14 @@ class CouchDBStore(Store):
         ``tiles`` in this database (made on first use, sharing this store's session).
         ``"records"``: the accounts, ``r:`` documents (see couchdb_records.py)."""
         if name == "records":
-            from fileserver_plugins.couchdb_records import CouchRecords
+            from fileserver_couchdb.records import CouchRecords
 
             return CouchRecords(self)
         if name != "tile_index":
             return None
         with self._lock:
             if self._tiles is None:
-                from fileserver_plugins.couchdb_tiles import CouchTileIndex  # only when asked
+                from fileserver_couchdb.tiles import CouchTileIndex  # only when asked
 
                 self._tiles = CouchTileIndex(self)
             return self._tiles

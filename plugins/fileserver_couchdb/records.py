@@ -15,7 +15,7 @@ import couchdb.http as couch_http
 from fileserver.records import RecordExists, Records, check_key
 
 if TYPE_CHECKING:
-    from fileserver_plugins.couchdb import CouchDBStore
+    from fileserver_couchdb.files import CouchDBStore
 
 PREFIX = "r:"
 

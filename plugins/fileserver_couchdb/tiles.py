@@ -46,11 +46,11 @@ import couchdb.http as couch_http
 from couchdb.client import ViewResults
 
 from fileserver.errors import BackendUnavailable, StoreError
-from fileserver_plugins.couchdb import ATTEMPTS, DESIGN, TILE_VIEW, _reason
-from fileserver_plugins.mosaic.index import Features, TileIndex, TileRecord
+from fileserver_couchdb.files import ATTEMPTS, DESIGN, TILE_VIEW, _reason
+from fileserver_mosaic.index import Features, TileIndex, TileRecord
 
 if TYPE_CHECKING:
-    from fileserver_plugins.couchdb import CouchDBStore
+    from fileserver_couchdb.files import CouchDBStore
 
 PREFIX = "t:"
 #: above every ``t:`` + hex id (ids are lowercase hex, so every collation agrees)

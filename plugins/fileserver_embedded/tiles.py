@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fileserver_plugins.mosaic.index import Features, TileIndex, TileRecord
+from fileserver_mosaic.index import Features, TileIndex, TileRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tiles (

@@ -1,0 +1,1 @@
+"""Test kits a backend's own test suite can run (see contracts.py)."""
