@@ -1,8 +1,13 @@
-"""Users, roles, passwords and API tokens, kept in the backend's records.
+"""Users, roles, passwords and API tokens: the collection ``accounts`` of the backend's documents.
 
     user:<name>     {"role", "password", "epoch", "created"}
     token:<id>      {"user", "sha256", "label", "created"}
     secret:session  {"key"}   the HMAC key of session cookies, made on first use
+
+``user`` is indexed: a user's tokens are one ``find(user = name)``. The
+users are read by walking the collection (it is small), which needs no
+index, so a server whose database lacks one (an outdated CouchDB design
+document) still knows whether anyone may write anonymously.
 
 Passwords are stored only as salted scrypt hashes (hashlib, the standard
 library). An API token is ``<id>.<secret>``: the id finds the record in one
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .records import RecordExists, Records
+from .documents import CollectionSpec, DocumentExists, Documents, retry_update
 
 ROLES = ("reader", "writer", "admin")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -32,6 +37,7 @@ MIN_PASSWORD = 8
 # scrypt at n=2**14, r=8: 16 MiB and about 50 ms per check, OWASP's floor.
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 VERIFIED_TTL = 60.0  # seconds a checked (name, password) pair is remembered
+COLLECTION = CollectionSpec("accounts", ("user",))
 
 
 class AccountError(ValueError):
@@ -102,31 +108,37 @@ def _user(name: str, doc: dict[str, Any]) -> User:
 
 
 class Accounts:
-    """The accounts of one backend; thread-safe (the records are)."""
+    """The accounts of one backend; thread-safe (the documents are)."""
 
-    def __init__(self, records: Records):
-        self.records = records
+    def __init__(self, documents: Documents):
+        self.documents = documents
+        documents.declare(COLLECTION.name, COLLECTION.indexed)
         self._verified: dict[bytes, float] = {}
         self._lock = threading.Lock()
         self._has_users: tuple[float, bool] = (0.0, False)
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        found = self.documents.get(COLLECTION.name, key)
+        return found.body if found else None
 
     # -- users ----------------------------------------------------------------------
 
     def get(self, name: str) -> User | None:
         if not NAME.fullmatch(name or ""):
             return None
-        doc = self.records.get(f"user:{name}")
+        doc = self._get(f"user:{name}")
         return _user(name, doc) if doc else None
 
     def users(self) -> list[User]:
-        return [_user(key.split(":", 1)[1], doc) for key, doc in self.records.list("user:")]
+        return [_user(d.id.split(":", 1)[1], d.body) for d in self.documents.all(COLLECTION.name)
+                if d.id.startswith("user:")]
 
     def has_users(self, max_age: float = 5.0) -> bool:
         """Whether any user exists, remembered for ``max_age`` seconds (asked on
         every anonymous request; another process may add the first user)."""
         checked, answer = self._has_users
         if time.monotonic() - checked > max_age:
-            answer = bool(self.records.list("user:"))
+            answer = bool(self.users())
             self._has_users = (time.monotonic(), answer)
         return answer
 
@@ -137,8 +149,8 @@ class Accounts:
         user = User(name, role, hash_password(check_password(password)),
                     secrets.token_hex(8), _now())
         try:
-            self.records.put(f"user:{name}", user.to_dict(), create=True)
-        except RecordExists:
+            self.documents.create(COLLECTION.name, f"user:{name}", user.to_dict())
+        except DocumentExists:
             raise AccountError(f"The user {name!r} exists already; "
                                "use `fileserver user passwd` to change the password.") from None
         self._has_users = (0.0, True)
@@ -151,16 +163,21 @@ class Accounts:
         return user
 
     def set_password(self, name: str, password: str) -> None:
-        user = self._existing(name)
-        changed = User(name, user.role, hash_password(check_password(password)),
-                       secrets.token_hex(8), user.created)  # new epoch: sessions end
-        self.records.put(f"user:{name}", changed.to_dict())
+        self._existing(name)
+        hashed = hash_password(check_password(password))
+
+        def change(doc):
+            if doc is None:
+                raise AccountError(f"The user {name!r} was removed meanwhile.")
+            return {**doc, "password": hashed, "epoch": secrets.token_hex(8)}  # sessions end
+
+        retry_update(self.documents, COLLECTION.name, f"user:{name}", change)
 
     def remove(self, name: str) -> None:
         self._existing(name)
         for token_id, _ in self.tokens(name):
-            self.records.delete(f"token:{token_id}")
-        self.records.delete(f"user:{name}")
+            self.documents.delete(COLLECTION.name, f"token:{token_id}")
+        self.documents.delete(COLLECTION.name, f"user:{name}")
         self._has_users = (0.0, False)
 
     def login(self, name: str, password: str) -> User | None:
@@ -190,27 +207,27 @@ class Accounts:
         """A new token for ``name``: (id, the token to show once)."""
         self._existing(name)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-        self.records.put(f"token:{token_id}", {
+        self.documents.create(COLLECTION.name, f"token:{token_id}", {
             "user": name, "sha256": hashlib.sha256(secret.encode()).hexdigest(),
-            "label": label[:100], "created": _now()}, create=True)
+            "label": label[:100], "created": _now()})
         return token_id, f"{token_id}.{secret}"
 
     def tokens(self, name: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(key.split(":", 1)[1], doc) for key, doc in self.records.list("token:")
-                if doc.get("user") == name]
+        found = self.documents.find(COLLECTION.name, "user", [name])
+        return sorted((d.id.split(":", 1)[1], d.body) for d in found if d.id.startswith("token:"))
 
     def revoke_token(self, name: str, token_id: str) -> bool:
-        doc = self.records.get(f"token:{token_id}") if re.fullmatch(r"[0-9a-f]{16}", token_id) \
+        doc = self._get(f"token:{token_id}") if re.fullmatch(r"[0-9a-f]{16}", token_id) \
             else None
         if doc is None or doc.get("user") != name:
             return False
-        return self.records.delete(f"token:{token_id}")
+        return self.documents.delete(COLLECTION.name, f"token:{token_id}")
 
     def check_token(self, token: str) -> User | None:
         token_id, _, secret = token.partition(".")
         if not re.fullmatch(r"[0-9a-f]{16}", token_id) or not secret:
             return None
-        doc = self.records.get(f"token:{token_id}")
+        doc = self._get(f"token:{token_id}")
         if doc is None:
             return None
         if not hmac.compare_digest(hashlib.sha256(secret.encode()).hexdigest(), doc["sha256"]):
@@ -220,11 +237,12 @@ class Accounts:
     # -- the session key -------------------------------------------------------------
 
     def session_key(self) -> bytes:
-        doc = self.records.get("secret:session")
+        doc = self._get("secret:session")
         if doc is None:
             try:
-                self.records.put("secret:session", {"key": secrets.token_hex(32)}, create=True)
-            except RecordExists:
+                self.documents.create(COLLECTION.name, "secret:session",
+                                      {"key": secrets.token_hex(32)})
+            except DocumentExists:
                 pass  # another process made it first: use theirs
-            doc = self.records.get("secret:session")
+            doc = self._get("secret:session")
         return bytes.fromhex(doc["key"])

@@ -6,6 +6,7 @@ so tests can run as many as they like.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -17,25 +18,60 @@ from bottle import Bottle, HTTPError, request, response, static_file
 from . import files, login, openapi
 from .accounts import Accounts
 from .auth import Auth
-from .backends import install_features, open_store
+from .backends import open_store
 from .config import Settings
-from .errors import BackendUnavailable, StoreError
+from .errors import Error
+from .features import Running, start_features
 from .store import Store
+from .throttle import Throttle
 from .views import STATIC_DIR
 from .web import render, wants_html
 
 log = logging.getLogger("fileserver")
 
 
+def to_http(exc: Error) -> HTTPError:
+    """The one place an ``Error`` becomes an HTTP answer (for routes, through
+    ``StorePlugin``, and for hooks, through ``guarded``): its status, headers
+    and message. Unexpected failures (plain 500s) are logged with their
+    traceback; a database away (503) or an upstream failing (502, 504), one line."""
+    if exc.status == 500:
+        log.exception("error on %s %s", request.method, request.path)
+    elif exc.status >= 500:
+        log.warning("%s %s: %s", request.method, request.path, exc)
+    error = HTTPError(exc.status, str(exc), **exc.headers)
+    error.exception = exc
+    return error
+
+
+def guarded(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """A hook whose ``Error``s become answers like a route's."""
+    @functools.wraps(hook)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(*args, **kwargs)
+        except Error as exc:
+            raise to_http(exc) from exc
+    return run
+
+
+class App(Bottle):
+    """Bottle whose request hooks, whoever adds them, go through ``guarded``."""
+
+    def add_hook(self, name: str, func: Callable) -> None:
+        super().add_hook(name, guarded(func) if name.endswith("_request") else func)
+
+
 class StorePlugin:
     """Hands the active store to callbacks that take a ``store`` argument and
-    turns store errors into HTTP errors: the one place that mapping lives."""
+    turns errors into HTTP answers (``to_http``)."""
 
     name = "store"
     api = 2
 
     def __init__(self, store: Store):
         self.store = store
+        self.features: Running | None = None
 
     def apply(self, callback: Callable, route: bottle.Route) -> Callable:
         takes_store = "store" in inspect.signature(route.callback).parameters
@@ -45,23 +81,21 @@ class StorePlugin:
                 kwargs["store"] = self.store
             try:
                 return callback(*args, **kwargs)
-            except StoreError as exc:
-                if isinstance(exc, BackendUnavailable):  # one line, not a traceback per request
-                    log.warning("%s %s: %s", request.method, request.path, exc)
-                elif exc.status >= 500:
-                    log.exception("store error on %s %s", request.method, request.path)
-                raise HTTPError(exc.status, str(exc)) from exc
+            except Error as exc:
+                raise to_http(exc) from exc
 
         return wrapper
 
     def close(self) -> None:
+        if self.features is not None:
+            self.features.close()
         self.store.close()
 
 
 def render_error(error: HTTPError) -> str:
     status = error.status_code
     message = error.body if isinstance(error.body, str) and error.body else error.status_line
-    if status >= 500 and error.exception is not None and not isinstance(error.exception, StoreError):
+    if status >= 500 and error.exception is not None and not isinstance(error.exception, Error):
         log.error("unhandled error on %s %s", request.method, request.path,
                   exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
         message = "Internal server error; the server log has the details."
@@ -77,15 +111,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     """Build the app; ``store`` defaults to the backend the settings name."""
     settings = settings or Settings()
     store = store if store is not None else open_store(settings)
-    app = Bottle()
+    app = App()
     app.config["catchall"] = catchall
     app.config["fileserver.settings"] = settings
     app.config["fileserver.store"] = store
     app.default_error_handler = render_error
-    app.install(StorePlugin(store))
-    records = store.capability("records")
-    auth = Auth(settings, Accounts(records) if records is not None else None)
+    plugin = StorePlugin(store)
+    app.install(plugin)
     try:
+        documents = store.documents()
+        auth = Auth(settings, Accounts(documents), Throttle(documents))
         auth.check_startup()
     except BaseException:
         store.close()
@@ -99,6 +134,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     login.add_routes(app)
     files.add_routes(app)  # its same-origin check runs first: no password work for forgeries
     app.add_hook("before_request", auth.before_request)
-    install_features(app)
+    try:
+        running = start_features(app, settings, store)
+    except BaseException:
+        store.close()
+        raise
+    plugin.features = running  # shut down before the store closes
+    app.config["fileserver.features"] = running
+    app.config["fileserver.nav"] = tuple(running.nav)  # views/base.tpl: every page's header
+    app.config[openapi.PLUGIN_PARTS] = tuple(running.openapi_parts())
     openapi.add_route(app)
     return app

@@ -28,16 +28,16 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-import threading
 import time
-from collections import defaultdict
 from urllib.parse import quote
 
-from bottle import HTTPError, redirect, request, response
+from bottle import redirect, request, response
 
 from .accounts import Accounts, User
 from .config import Settings
-from .errors import ConfigError, StoreError
+from .errors import (BadRequest, ConfigError, Error, Forbidden, TooManyRequests,
+                     Unauthorized)
+from .throttle import Throttle
 
 COOKIE = "fileserver_session"
 SESSION_SECONDS = 12 * 3600
@@ -56,51 +56,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class Throttle:
-    """Slows down guessing: after ``free`` failures from one address within
-    ``window`` seconds, each further try must wait 1, 2, 4 ... (at most
-    ``longest``) seconds after the last failure, or it is answered 429 without
-    checking the password. One process's memory; a success forgets the address."""
-
-    def __init__(self, free: int = 5, window: float = 900, longest: float = 300):
-        self.free, self.window, self.longest = free, window, longest
-        self._failures: dict[str, list[float]] = defaultdict(list)
-        self._lock = threading.Lock()
-
-    def wait(self, address: str) -> float:
-        """Seconds this address must still wait before its next try (0: go)."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(address, ()) if now - t < self.window]
-            if not recent:
-                self._failures.pop(address, None)
-                return 0.0
-            self._failures[address] = recent
-            if len(recent) < self.free:
-                return 0.0
-            delay = min(2.0 ** (len(recent) - self.free), self.longest)
-            return max(0.0, recent[-1] + delay - now)
-
-    def failed(self, address: str) -> None:
-        with self._lock:
-            if len(self._failures) > 10000:  # bound the memory under a spray of addresses
-                now = time.monotonic()
-                self._failures = defaultdict(list, {a: ts for a, ts in self._failures.items()
-                                                    if ts and now - ts[-1] < self.window})
-            self._failures[address].append(time.monotonic())
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._failures.pop(address, None)
-
-
 class Auth:
     """The app's authentication and rules; one per app (``app.config["fileserver.auth"]``)."""
 
-    def __init__(self, settings: Settings, accounts: Accounts | None):
+    def __init__(self, settings: Settings, accounts: Accounts, throttle: Throttle):
         self.settings = settings
         self.accounts = accounts
-        self.throttle = Throttle()
+        self.throttle = throttle
         self._key: bytes | None = None
 
     # -- policy ------------------------------------------------------------------------
@@ -109,22 +71,22 @@ class Auth:
         """What clients without credentials may do now: none, read or write."""
         if self.settings.anonymous:
             return self.settings.anonymous
-        if is_loopback(self.settings.host) and not (self.accounts and self.accounts.has_users()):
+        if is_loopback(self.settings.host) and not self.accounts.has_users():
             return "write"
         return "none"
 
     def accounts_in_use(self) -> bool:
         """Whether pages should offer a login (never fails: pages render on errors too)."""
         try:
-            return self.accounts is not None and self.accounts.has_users()
-        except StoreError:
+            return self.accounts.has_users()
+        except Error:
             return False
 
     def check_startup(self) -> None:
         """Refuse to serve a network address to everybody by accident."""
         if self.settings.anonymous or is_loopback(self.settings.host):
             return
-        if self.accounts is not None and self.accounts.has_users(max_age=0):
+        if self.accounts.has_users(max_age=0):
             return
         raise ConfigError(
             f"anonymous: the server would listen on {self.settings.host}, which is not "
@@ -195,11 +157,6 @@ class Auth:
         cookie = request.get_cookie(COOKIE)
         if not header and not cookie:
             return None, None
-        if self.accounts is None:
-            if header:
-                raise HTTPError(401, "This server's backend keeps no accounts; "
-                                "send no credentials.")
-            return None, None
         scheme, _, value = header.partition(" ")
         if header:
             address = client_address()
@@ -208,8 +165,8 @@ class Auth:
                 try:
                     name, _, password = base64.b64decode(value.strip()).decode().partition(":")
                 except (binascii.Error, UnicodeDecodeError):
-                    raise HTTPError(400, "The Basic credentials are not base64 of "
-                                    "NAME:PASSWORD.") from None
+                    raise BadRequest("The Basic credentials are not base64 of "
+                                     "NAME:PASSWORD.") from None
                 user = self.check_password(name, password)
                 if user is None:
                     raise unauthorized("Wrong user name or password.")
@@ -220,8 +177,8 @@ class Auth:
                     self.throttle.failed(address)
                     raise unauthorized("The token is unknown or was revoked.")
                 return user, "bearer"
-            raise HTTPError(401, f"Unsupported Authorization scheme {scheme!r}: "
-                            "use Basic or Bearer.", **{"WWW-Authenticate": REALM})
+            raise Unauthorized(f"Unsupported Authorization scheme {scheme!r}: "
+                               "use Basic or Bearer.", **{"WWW-Authenticate": REALM})
         user = self._from_cookie(cookie)
         if user is None:  # expired or from before a password change: just not logged in
             response.delete_cookie(COOKIE, path="/")
@@ -230,12 +187,6 @@ class Auth:
         return user, "session"
 
     def before_request(self) -> None:
-        try:
-            self._before_request()
-        except StoreError as exc:  # hooks run outside the StorePlugin's mapping
-            raise HTTPError(exc.status, str(exc)) from exc
-
-    def _before_request(self) -> None:
         env = request.environ
         user, how = self.identify()
         env["fileserver.user"], env["fileserver.auth"] = user, how
@@ -252,7 +203,7 @@ class Auth:
             raise login_needed(f"Log in to {action} here: send HTTP Basic credentials "
                                "(curl -u NAME) or a token (-H 'Authorization: Bearer TOKEN').")
         if not user.can(action) and not path.startswith("/account"):
-            raise HTTPError(403, f"{user.name} is a {user.role} and may not {action} here; "
+            raise Forbidden(f"{user.name} is a {user.role} and may not {action} here; "
                             "an admin can change the role.")
         if how == "session" and action == "write":
             check_csrf()
@@ -265,19 +216,19 @@ def client_address() -> str:
     return request.environ.get("REMOTE_ADDR") or "?"
 
 
-def unauthorized(message: str) -> HTTPError:
+def unauthorized(message: str) -> Unauthorized:
     headers = {} if request.get_header("Sec-Fetch-Site") == "same-origin" \
         else {"WWW-Authenticate": REALM}  # no browser password dialog for a page's scripts
-    return HTTPError(401, message, **headers)
+    return Unauthorized(message, **headers)
 
 
-def too_many(wait: float) -> HTTPError:
+def too_many(wait: float) -> TooManyRequests:
     seconds = max(1, int(wait + 0.999))
-    return HTTPError(429, f"Too many failed logins from this address; try again in "
-                     f"{seconds} s.", **{"Retry-After": str(seconds)})
+    return TooManyRequests(f"Too many failed logins from this address; try again in "
+                           f"{seconds} s.", **{"Retry-After": str(seconds)})
 
 
-def login_needed(message: str) -> HTTPError:
+def login_needed(message: str) -> Unauthorized:
     """Browsers asking for a page go to the login page; others get 401."""
     from .web import wants_html
 
@@ -304,7 +255,7 @@ def check_csrf(sent: str | None = None) -> None:
         if ctype == "application/x-www-form-urlencoded":
             sent = request.forms.get("_csrf")
     if not sent or not hmac.compare_digest(sent, expected):
-        raise HTTPError(403, "The form's CSRF token is missing or stale: reload the page "
+        raise Forbidden("The form's CSRF token is missing or stale: reload the page "
                         "and try again.")
 
 
@@ -325,7 +276,7 @@ def check_may_change(owner: str | None, what: str) -> None:
         raise unauthorized(f"{what} belongs to {owner}: log in as {owner} or as an admin "
                            "to change it.")
     if user.name != owner and not user.can("admin"):
-        raise HTTPError(403, f"{what} belongs to {owner}; only {owner} or an admin may "
+        raise Forbidden(f"{what} belongs to {owner}; only {owner} or an admin may "
                         "change it.")
 
 

@@ -14,10 +14,6 @@ from .errors import ConfigError, StoreError
 from .store import Store
 
 GROUP = "fileserver.backends"
-#: Feature plugins: entry points naming ``install(app)`` functions that add
-#: routes to the one app (never a mounted sub-app, which would miss the
-#: StorePlugin); ``app.config["fileserver.store"]`` is the active store.
-FEATURE_GROUP = "fileserver.plugins"
 
 #: pip extras that bring a backend's driver, for the install hint.
 EXTRAS: dict[str, str] = {"couchdb": "couchdb", "gridfs": "gridfs"}
@@ -53,12 +49,3 @@ def open_store(settings: Settings) -> Store:
         raise
     except (OSError, ValueError) as exc:
         raise ConfigError(f"backend {settings.backend!r}: {exc}") from exc
-
-
-def install_features(app) -> list[str]:
-    """Call every installed feature plugin's ``install(app)``; returns their names."""
-    names = []
-    for entry in sorted(entry_points(group=FEATURE_GROUP), key=lambda e: e.name):
-        entry.load()(app)
-        names.append(entry.name)
-    return names

@@ -10,7 +10,7 @@ import sys
 from .accounts import ROLES, AccountError
 from .backends import available_backends, load_backend
 from .config import load_settings
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, Error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,8 +94,17 @@ def serve(args: argparse.Namespace) -> int:
 def init_db(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides={"backend": args.backend,
                                                      "data_dir": args.data_dir})
-    cls = load_backend(settings.backend)
-    lines = cls.init_db(settings, settings.options_for(settings.backend), admin_url=args.admin_url)
+    from .features import Feature, all_collections, init_db_lines, installed_features
+
+    cls, features = load_backend(settings.backend), installed_features()
+    lines = cls.init_db(settings, settings.options_for(settings.backend), admin_url=args.admin_url,
+                        collections=all_collections(features))
+    if any(type(f).init_db is not Feature.init_db for f in features):
+        store = cls.from_config(settings, settings.options_for(settings.backend))
+        try:  # features with set-up of their own run it on the store just set up
+            lines += init_db_lines(settings, store, features)
+        finally:
+            store.close()
     for line in lines or [f"{settings.backend}: nothing to set up"]:
         print(f"fileserver: {line}")
     return 0
@@ -121,7 +130,8 @@ def migrate(args: argparse.Namespace) -> int:
     for name, error in report.failed:
         print(f"fileserver: failed: {name}: {error}", file=sys.stderr)
     print(f"fileserver: {report.copied} copied, {report.skipped} already there, "
-          f"{len(report.failed)} failed", flush=True)
+          f"{len(report.failed)} failed; {report.documents_copied} of {report.documents} "
+          "documents copied (the rest were there)", flush=True)
     return 1 if report.failed else 0
 
 
@@ -140,11 +150,9 @@ def user(args: argparse.Namespace) -> int:
     from .accounts import Accounts
 
     settings = load_settings(args.config)
-    records = load_backend(settings.backend).open_records(settings,
-                                                          settings.options_for(settings.backend))
-    if records is None:
-        raise ConfigError(f"backend {settings.backend!r} keeps no accounts.")
-    accounts = Accounts(records)
+    documents = load_backend(settings.backend).open_documents(
+        settings, settings.options_for(settings.backend))
+    accounts = Accounts(documents)
     try:
         if args.action == "add":
             accounts.add(args.name, args.role, _password(args))
@@ -164,7 +172,7 @@ def user(args: argparse.Namespace) -> int:
             accounts.remove(args.name)
             print(f"fileserver: removed {args.name} and their tokens")
     finally:
-        records.close()
+        documents.close()
     return 0
 
 
@@ -188,6 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"serve": serve, "init-db": init_db, "migrate": migrate, "user": user,
                     "backends": lambda _: list_backends()}
         return commands[args.command](args)
-    except (StoreError, AccountError) as exc:
+    except (Error, AccountError) as exc:
         print(f"fileserver: error: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,11 @@
 """Settings: defaults < INI file < FILESERVER_* environment < command-line flags.
 
-The INI file has a ``[fileserver]`` section with the keys below and one
-``[backend.NAME]`` section per backend for that backend's own options.
-Every bad value fails at startup with a ``ConfigError`` naming the key and
-where the value came from.
+The INI file has a ``[fileserver]`` section with the keys below, one
+``[backend.NAME]`` section per backend and one ``[plugin.NAME]`` per feature
+plugin for their own options (typed by what they declare, see
+``options.py``), also settable as ``FILESERVER_BACKEND_<NAME>_<KEY>`` and
+``FILESERVER_PLUGIN_<NAME>_<KEY>``. Every bad value fails at startup with a
+``ConfigError`` naming the key and where the value came from.
 """
 
 from __future__ import annotations
@@ -16,21 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
+from .options import choice, on_off, seconds, size, whole
+from .options import path as parse_path
+from .options import text as parse_text
 
 DEFAULT_MAX_UPLOAD = 10 * 1024**3
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(text: str) -> int | None:
-    """``"10M"`` -> 10485760. ``0``, ``none`` or ``unlimited`` mean no limit."""
-    value = str(text).strip()
-    if value.lower() in ("0", "none", "unlimited"):
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", value, re.IGNORECASE)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; use bytes or a suffix like 10M or 2G")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.upper()])
+parse_size = size
+ENV_SECTIONS = {"FILESERVER_BACKEND_": "backend.", "FILESERVER_PLUGIN_": "plugin."}
 
 
 def mask_password(url: str) -> str:
@@ -47,56 +41,6 @@ def mask_password(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{tail}"
 
 
-def _port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{text!r} is not a port number (0-65535)")
-    return port
-
-
-def _threads(text: str) -> int:
-    threads = int(text)
-    if not 1 <= threads <= 256:
-        raise ValueError(f"{text!r} is not a thread count (1-256)")
-    return threads
-
-
-def _text(text: str) -> str:
-    if not str(text).strip():
-        raise ValueError("it is empty")
-    return str(text).strip()
-
-
-def _path(text: str) -> str:
-    return str(Path(_text(text)).expanduser().resolve())
-
-
-def _anonymous(text: str) -> str:
-    value = str(text).strip().lower()
-    if value not in ("none", "read", "write"):
-        raise ValueError(f"{text!r} is not one of none, read, write")
-    return value
-
-
-def _on_off(text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in ("on", "true", "yes", "1"):
-        return True
-    if value in ("off", "false", "no", "0"):
-        return False
-    raise ValueError(f"{text!r} is not on/off (also true/false, yes/no)")
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not 0 < seconds <= 86400:
-        raise ValueError(f"{text!r} is not a time between 0 and 86400 seconds")
-    return seconds
-
-
 def _host_patterns(text: str) -> tuple[str, ...]:
     """``"a.org, *.b.org"`` -> ("a.org", "*.b.org"); ``*`` alone allows any host."""
     hosts = tuple(h.lower().rstrip(".") for h in re.split(r"[\s,]+", str(text)) if h)
@@ -109,20 +53,20 @@ def _host_patterns(text: str) -> tuple[str, ...]:
 
 # key -> parser; the parsers raise ValueError with a message for people.
 KEYS: dict[str, Callable[[str], Any]] = {
-    "host": _text,
-    "port": _port,
-    "backend": _text,
-    "data_dir": _path,
-    "max_upload_size": parse_size,
-    "threads": _threads,
-    "anonymous": _anonymous,
-    "trusted_proxy": _text,
+    "host": parse_text,
+    "port": whole(0, 65535, "port number"),
+    "backend": parse_text,
+    "data_dir": parse_path,
+    "max_upload_size": size,
+    "threads": whole(1, 256, "thread count"),
+    "anonymous": choice("none", "read", "write"),
+    "trusted_proxy": parse_text,
     # POST /files/ url=...: the server fetches a URL (fileserver/fetch.py)
-    "url_import": _on_off,
+    "url_import": on_off,
     "url_import_hosts": _host_patterns,
-    "url_import_private": _on_off,
-    "url_import_max_size": parse_size,
-    "url_import_timeout": _seconds,
+    "url_import_private": on_off,
+    "url_import_max_size": size,
+    "url_import_timeout": seconds(),
 }
 
 
@@ -131,7 +75,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     backend: str = "embedded"
-    data_dir: str = field(default_factory=lambda: _path("fileserver-data"))
+    data_dir: str = field(default_factory=lambda: parse_path("fileserver-data"))
     max_upload_size: int | None = DEFAULT_MAX_UPLOAD
     threads: int = 8
     #: what clients without credentials may do: none, read or write; unset
@@ -144,11 +88,31 @@ class Settings:
     url_import_private: bool = False
     url_import_max_size: int | None = None  # None: max_upload_size alone limits
     url_import_timeout: float = 30.0
-    #: ``[backend.NAME]`` sections: name -> {option: value}
+    #: ``[backend.NAME]`` sections: name -> {option: raw value}
     backend_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: ``[plugin.NAME]`` sections: name -> {option: raw value}
+    plugin_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: section -> option -> where its value came from (a file, an environment variable)
+    option_sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def options_for(self, name: str | None = None) -> dict[str, str]:
+        """The raw ``[backend.NAME]`` options (typed by ``fileserver.backends``)."""
         return dict(self.backend_options.get(name or self.backend, {}))
+
+    def section(self, section: str) -> dict[str, str]:
+        """Raw options of ``backend.NAME`` or ``plugin.NAME``."""
+        kind, _, name = section.partition(".")
+        table = self.backend_options if kind == "backend" else self.plugin_options
+        return dict(table.get(name, {}))
+
+    def sources_of(self, section: str) -> dict[str, str]:
+        return dict(self.option_sources.get(section, {}))
+
+    def set_option(self, section: str, key: str, raw: str, source: str) -> None:
+        kind, _, name = section.partition(".")
+        table = self.backend_options if kind == "backend" else self.plugin_options
+        table.setdefault(name, {})[key] = raw
+        self.option_sources.setdefault(section, {})[key] = source
 
 
 def _apply(settings: Settings, key: str, raw: Any, source: str) -> None:
@@ -185,11 +149,12 @@ def load_settings(config_file: str | None = None, *, env: Mapping[str, str] | No
         # Relative data_dir in a file is relative to that file, not to the cwd.
         base = Path(path).resolve().parent
         for section in parser.sections():
-            if section.startswith("backend."):
-                settings.backend_options[section[len("backend."):]] = dict(parser[section])
+            if section.startswith(("backend.", "plugin.")) and section.partition(".")[2]:
+                for key, raw in parser[section].items():
+                    settings.set_option(section, key, raw, path)
             elif section != "fileserver":
                 raise ConfigError(f"config: unknown section [{section}] in {path}; "
-                                  "use [fileserver] and [backend.NAME]")
+                                  "use [fileserver], [backend.NAME] and [plugin.NAME]")
         if parser.has_section("fileserver"):
             for key, raw in parser["fileserver"].items():
                 if key not in KEYS:
@@ -202,6 +167,12 @@ def load_settings(config_file: str | None = None, *, env: Mapping[str, str] | No
         name = f"FILESERVER_{key.upper()}"
         if env.get(name):
             _apply(settings, key, env[name], name)
+    for name, raw in sorted(env.items()):
+        for prefix, kind in ENV_SECTIONS.items():
+            # FILESERVER_BACKEND_COUCHDB_URL -> [backend.couchdb] url
+            section, _, key = name[len(prefix):].partition("_")
+            if name.startswith(prefix) and section and key and raw:
+                settings.set_option(kind + section.lower(), key.lower(), raw, name)
     for key, raw in (overrides or {}).items():
         if raw is not None:
             _apply(settings, key, raw, f"--{key.replace('_', '-')}")

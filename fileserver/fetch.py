@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-from bottle import HTTPError, request
+from bottle import request
 
 from .config import Settings
-from .errors import StoreError, TooLarge
+from .errors import BadGateway, BadRequest, Error, Forbidden, TooLarge
 from .store import FileInfo, Store, format_size, validate_name
 
 MAX_REDIRECTS = 5
@@ -51,11 +51,9 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
-class UpstreamError(StoreError):
-    """The remote server failed us. A StoreError so that the backends'
-    error boundaries let it through untouched while the body streams."""
-
-    status = 502
+class UpstreamError(BadGateway):
+    """The remote server failed us (an ``Error``, so the backends' error
+    boundaries let it through untouched while the body streams)."""
 
 
 class UpstreamTimeout(UpstreamError):
@@ -74,14 +72,14 @@ class Target:
 # -- checks ----------------------------------------------------------------------------
 
 
-def parse_target(url: str, *, status: int = 400, context: str = "") -> Target:
-    """Split and check a URL; ``HTTPError(status)`` when it cannot be fetched.
+def parse_target(url: str, *, error: type[Error] = BadRequest, context: str = "") -> Target:
+    """Split and check a URL; ``error`` when it cannot be fetched.
 
-    ``status``/``context`` let a redirect's bad target be blamed on the
-    remote server (502) rather than on the client.
+    ``error``/``context`` let a redirect's bad target be blamed on the
+    remote server (``BadGateway``) rather than on the client.
     """
     def refuse(problem: str):
-        raise HTTPError(status, f"{context}{problem}")
+        raise error(f"{context}{problem}")
 
     if not url or len(url) > MAX_URL_LENGTH:
         refuse(f"The URL is empty or longer than {MAX_URL_LENGTH} characters.")
@@ -191,7 +189,7 @@ def resolve(target: Target, deadline: Deadline) -> list[tuple]:
         deadline.check(f"looking up {target.host}")
         raise UpstreamTimeout(f"Looking up {target.host} did not finish in time.")
     if isinstance(result[0], OSError):
-        raise HTTPError(502, f"Cannot resolve the host {target.host!r}: {result[0]}.")
+        raise BadGateway(f"Cannot resolve the host {target.host!r}: {result[0]}.")
     return result[0]
 
 
@@ -200,14 +198,14 @@ def check_target(target: Target, settings: Settings, deadline: Deadline,
     """Allowed host and only allowed addresses; returns the addresses to connect to."""
     if not host_allowed(target.host, settings.url_import_hosts):
         listed = ", ".join(settings.url_import_hosts) or "none"
-        raise HTTPError(403, f"{context}The host {target.host!r} is not allowed for importing; "
+        raise Forbidden(f"{context}The host {target.host!r} is not allowed for importing; "
                         f"add it to url_import_hosts (now: {listed}).")
     addresses = resolve(target, deadline)
     if not settings.url_import_private:
         for *_, sockaddr in addresses:
             reason = address_refusal(sockaddr[0])
             if reason:
-                raise HTTPError(403, f"{context}The host {target.host!r} has the address "
+                raise Forbidden(f"{context}The host {target.host!r} has the address "
                                 f"{sockaddr[0]}, which is {reason}; importing from it is "
                                 "refused. Set url_import_private = on to allow loopback, "
                                 "private and link-local addresses.")
@@ -337,7 +335,7 @@ def open_url(url: str, settings: Settings, deadline: Deadline,
             raise UpstreamError(f"{url} redirected more than {MAX_REDIRECTS} times; "
                                 "nothing was stored.")
         context = f"{target.url} redirected to {location}: "
-        target = parse_target(urljoin(target.url, location), status=502, context=context)
+        target = parse_target(urljoin(target.url, location), error=BadGateway, context=context)
     raise AssertionError("unreachable")
 
 
@@ -356,7 +354,7 @@ def import_url(store: Store, url: str, *, put: Callable, name: str | None = None
     first byte of the body is read."""
     settings: Settings = request.app.config["fileserver.settings"]
     if not settings.url_import:
-        raise HTTPError(403, "Importing from URLs is off; set url_import = on "
+        raise Forbidden("Importing from URLs is off; set url_import = on "
                         "(and url_import_hosts) to allow it.")
     url = (url or "").strip()
     if name:
@@ -378,14 +376,14 @@ def import_url(store: Store, url: str, *, put: Callable, name: str | None = None
         target, conn, response = open_url(url, settings, deadline, watchdog)
         try:
             if not 200 <= response.status < 300:
-                raise HTTPError(502, f"{target.url} answered {response.status} "
-                                f"{response.reason}; nothing was stored.")
+                raise BadGateway(f"{target.url} answered {response.status} "
+                                 f"{response.reason}; nothing was stored.")
             limit = settings.url_import_max_size
             body = Download(target, conn, response, deadline, limit)
             if limit is not None and body.length is not None and body.length > limit:
-                raise HTTPError(413, f"{target.url} is {body.length} bytes (Content-Length); "
-                                f"the import limit is {format_size(limit)} ({limit} bytes, "
-                                "url_import_max_size); nothing was stored.")
+                raise TooLarge(f"{target.url} is {body.length} bytes (Content-Length); "
+                               f"the import limit is {format_size(limit)} ({limit} bytes, "
+                               "url_import_max_size); nothing was stored.")
             ctype = response.getheader("Content-Type", "")
             if ctype.split(";")[0].strip().lower() in NO_OPINION_TYPES:
                 ctype = None
@@ -394,7 +392,5 @@ def import_url(store: Store, url: str, *, put: Callable, name: str | None = None
             return info
         finally:
             conn.close()
-    except UpstreamError as exc:  # an HTTP answer here, not a logged store failure
-        raise HTTPError(exc.status, str(exc)) from None
     finally:
         timer.cancel()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
+from bottle import Bottle, HTTPResponse, redirect, request, response
 
 from .auth import check_may_change, current_user, owner_for, unauthorized
-from .errors import FileNotFound
+from .errors import BadRequest, FileNotFound, Forbidden, UnsupportedMediaType
 from .fetch import import_url
 from .serving import send_stored
 from .store import Listing, Store, format_size, validate_prefix
@@ -51,9 +51,9 @@ def check_same_origin() -> None:
     if origin and origin != "null":
         host = origin.split("://", 1)[-1]
         if host != request.get_header("Host", ""):
-            raise HTTPError(403, "Cross-site request refused: the Origin does not match this server.")
+            raise Forbidden("Cross-site request refused: the Origin does not match this server.")
     elif request.get_header("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-        raise HTTPError(403, "Cross-site request refused.")
+        raise Forbidden("Cross-site request refused.")
 
 
 def put_owned(store: Store, name: str, source, **options):
@@ -76,8 +76,8 @@ def put_file(name: str, store: Store):
 
 def _folder_of(path: str) -> str:
     if path and not path.endswith("/"):
-        raise HTTPError(400, f"POST uploads go to a folder URL ending in '/', not {path!r}; "
-                        "use PUT to store one file under a name.")
+        raise BadRequest(f"POST uploads go to a folder URL ending in '/', not {path!r}; "
+                         "use PUT to store one file under a name.")
     return validate_prefix(path)
 
 
@@ -92,9 +92,9 @@ def post_files(store: Store, path: str = ""):
                               name=request.forms.getunicode("name"),
                               put=put_owned)
             return _uploaded(folder, [info])
-        raise HTTPError(415, "Send multipart/form-data with parts named 'file' "
-                        "(curl -F file=@photo.jpg URL), a field url to import "
-                        "(curl -d url=https://... URL), or PUT the raw body to /files/<name>.")
+        raise UnsupportedMediaType("Send multipart/form-data with parts named 'file' "
+                                   "(curl -F file=@photo.jpg URL), a field url to import "
+                                   "(curl -d url=https://... URL), or PUT the raw body to /files/<name>.")
     folder = _folder_of(path)
     boundary = multipart_boundary(ctype)
     stored = []
@@ -118,14 +118,11 @@ def post_files(store: Store, path: str = ""):
     except Exception as exc:
         if stored:  # say what did arrive before the failure
             names = ", ".join(i.name for i in stored)
-            if isinstance(exc, HTTPError):  # a failed URL import after some files
-                exc.body = f"{exc.body} Already stored from this request: {names}."
-            else:
-                exc.args = (f"{exc} Already stored from this request: {names}.",)
+            exc.args = (f"{exc} Already stored from this request: {names}.",)
         raise
     if not stored:
-        raise HTTPError(400, "No file in the form: send parts named 'file' with a filename "
-                        "(or a field url to import).")
+        raise BadRequest("No file in the form: send parts named 'file' with a filename "
+                         "(or a field url to import).")
     return _uploaded(folder, stored)
 
 
@@ -173,7 +170,7 @@ def list_files(store: Store, path: str = ""):
                       prefix=request.query.getunicode("prefix", default=""),
                       url_import=request.app.config["fileserver.settings"].url_import)
     return json_response({"prefix": prefix, "files": [describe(i) for i in listing.files],
-                  "folders": listing.folders, "next": next_url})
+                          "folders": listing.folders, "next": next_url})
 
 
 def _owner_filter() -> str | None:

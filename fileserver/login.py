@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
-from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
+from bottle import Bottle, HTTPResponse, redirect, request, response
 
 from .auth import COOKIE, Auth, check_csrf, current_user
+from .errors import NotFound, Unauthorized
 from .web import json_response, render, require_form_delete, wants_html
 
 
@@ -34,8 +35,6 @@ def login_page():
 
 def login():
     auth = _auth()
-    if auth.accounts is None:
-        raise HTTPError(501, "This server's backend keeps no accounts.")
     name = request.forms.getunicode("name", default="")
     password = request.forms.getunicode("password", default="")
     target = _safe_next(request.forms.getunicode("next"))
@@ -46,7 +45,7 @@ def login():
             response.content_type = "text/html; charset=utf-8"
             return render("login", error="Wrong user name or password.", login_name=name,
                           next=target)
-        raise HTTPError(401, "Wrong user name or password.")
+        raise Unauthorized("Wrong user name or password.")
     auth.set_session(user)
     if wants_html():
         redirect(target, 303)
@@ -70,7 +69,7 @@ def _tokens(name: str) -> list[dict]:
 def _signed_in():
     user = current_user()
     if user is None:  # the hook already asked for a login; only a backend without accounts
-        raise HTTPError(401, "Log in to see your account.")
+        raise Unauthorized("Log in to see your account.")
     return user
 
 
@@ -96,7 +95,7 @@ def new_token():
 def revoke_token(token_id: str):
     user = _signed_in()
     if not _auth().accounts.revoke_token(user.name, token_id):
-        raise HTTPError(404, f"You have no token {token_id!r}.")
+        raise NotFound(f"You have no token {token_id!r}.")
     if request.method == "POST" and wants_html():
         redirect("/account", 303)
     return HTTPResponse(status=204)

@@ -12,8 +12,9 @@ import email.utils
 import re
 from urllib.parse import quote
 
-from bottle import HTTPError, parse_range_header, request, response
+from bottle import parse_range_header, request, response
 
+from .errors import RangeNotSatisfiable
 from .store import CHUNK, FileInfo, Store, StoredFile
 
 #: Types a browser would run as an active page: always sent as attachments.
@@ -120,8 +121,8 @@ def send_stored(store: Store, name: str, *, download: bool = False):
         return _respond(304, headers, b"")
     wanted = _wanted_range(info)
     if wanted is False:
-        raise HTTPError(416, f"The range {request.get_header('Range')!r} is outside the "
-                        f"file ({info.size} bytes).", **{"Content-Range": f"bytes */{info.size}"})
+        raise RangeNotSatisfiable(f"The range {request.get_header('Range')!r} is outside the "
+                                  f"file ({info.size} bytes).", **{"Content-Range": f"bytes */{info.size}"})
     start, end = wanted or (0, info.size)
     if request.method == "HEAD":
         body = b""

@@ -18,9 +18,13 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterator, Mapping
 
 from .errors import FileNotFound, IncompleteUpload, InvalidName, TooLarge
+
+if TYPE_CHECKING:
+    from .documents import Documents
+    from .options import Option
 
 MAX_NAME_BYTES = 1024
 MAX_PAGE = 1000
@@ -342,23 +346,65 @@ class Store(abc.ABC):
 
     #: Where the data lives, for people (no passwords); set by backends.
     location: str = ""
+    #: The backend's name, for messages (``backend.NAME`` in the config).
+    NAME: ClassVar[str] = ""
+    #: Its typed options (``[backend.NAME]``, ``FILESERVER_BACKEND_<NAME>_<KEY>``).
+    OPTIONS: ClassVar[Mapping[str, "Option"]] = {}
 
     def __init__(self, *, max_size: int | None = None):
         self.max_size = max_size
 
     @classmethod
-    @abc.abstractmethod
-    def from_config(cls, settings: Any, options: dict[str, str]) -> "Store":
-        """Build the store from the app settings and its ``[backend.NAME]`` options."""
+    def typed_options(cls, settings: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` (raw text as configured, or values already typed) parsed
+        against ``OPTIONS``, defaults filled in; a ``ConfigError`` names the
+        key and where its value came from."""
+        from .options import parse_options
+
+        section = f"backend.{cls.NAME or getattr(settings, 'backend', '?')}"
+        sources = settings.sources_of(section) if hasattr(settings, "sources_of") else {}
+        return parse_options(cls.OPTIONS, options, section, sources)
+
+    # -- set-up: typed options first, then the backend's own ----------------------
 
     @classmethod
-    def init_db(cls, settings: Any, options: dict[str, str], *,
-                admin_url: str | None = None) -> list[str]:
+    def from_config(cls, settings: Any, options: Mapping[str, Any]) -> "Store":
+        """The store the settings and its ``[backend.NAME]`` options describe, connected."""
+        return cls._from_config(settings, cls.typed_options(settings, options))
+
+    @classmethod
+    def init_db(cls, settings: Any, options: Mapping[str, Any], *, admin_url: str | None = None,
+                collections: Any = ()) -> list[str]:
         """Create what the backend needs (database, indexes, design documents,
-        permissions); safe to run twice. ``admin_url`` carries credentials
-        allowed to do that where the configured ones are not. Returns lines
-        for people saying what was done. (``fileserver init-db``)"""
+        permissions) for the files and for the document ``collections``
+        (``CollectionSpec``s) the core and features declare; safe to run twice.
+        ``admin_url`` carries credentials allowed to do that where the
+        configured ones are not. Returns lines for people saying what was
+        done. (``fileserver init-db``)"""
+        return cls._init_db(settings, cls.typed_options(settings, options),
+                            admin_url=admin_url, collections=list(collections))
+
+    @classmethod
+    def open_documents(cls, settings: Any, options: Mapping[str, Any]) -> "Documents":
+        """The backend's documents opened alone, for commands that run beside a
+        serving process (``fileserver user``); the caller closes them."""
+        return cls._open_documents(settings, cls.typed_options(settings, options))
+
+    @classmethod
+    @abc.abstractmethod
+    def _from_config(cls, settings: Any, options: dict[str, Any]) -> "Store":
+        """Build and connect the store from the settings and its typed options."""
+
+    @classmethod
+    def _init_db(cls, settings: Any, options: dict[str, Any], *, admin_url: str | None,
+                 collections: list) -> list[str]:
+        """What ``init_db`` does for this backend; nothing by default."""
         return []
+
+    @classmethod
+    @abc.abstractmethod
+    def _open_documents(cls, settings: Any, options: dict[str, Any]) -> "Documents":
+        """Open the documents alone (see ``open_documents``)."""
 
     # -- public API: checks first, then the backend primitive ------------------
 
@@ -465,19 +511,10 @@ class Store(abc.ABC):
     def close(self) -> None:
         """Release connections and locks."""
 
-    @classmethod
-    def open_records(cls, settings: Any, options: dict[str, str]) -> Any:
-        """The backend's records (``fileserver.records.Records``, where accounts
-        live) opened alone, for commands that run beside a serving process
-        (``fileserver user``); ``None`` if the backend keeps none. The caller
-        closes them."""
-        return None
-
-    def capability(self, name: str) -> Any:
-        """An optional service this backend offers natively (e.g. ``"tile_index"``
-        for the mosaic plugin, ``"records"`` for accounts), or ``None``. Feature plugins define the
-        interface; backends return an implementation of it."""
-        return None
+    @abc.abstractmethod
+    def documents(self) -> "Documents":
+        """The backend's documents (``fileserver.documents``, the second
+        contract), sharing this store's connection; the same object each call."""
 
     # -- backend primitives -------------------------------------------------------
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterator
 
-from bottle import HTTPError, request
+from bottle import request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 from .auth import check_csrf
-from .errors import IncompleteUpload
+from .errors import BadRequest, Forbidden, IncompleteUpload
 
 MAX_PARTS = 1000
 MAX_FIELD_BYTES = 64 * 1024
@@ -36,7 +36,7 @@ def multipart_boundary(content_type: str) -> str:
         key, _, value = item.strip().partition("=")
         if key.lower() == "boundary" and value:
             return value.strip('"')
-    raise HTTPError(400, "The multipart Content-Type has no boundary.")
+    raise BadRequest("The multipart Content-Type has no boundary.")
 
 
 def body_stream() -> BinaryIO:
@@ -105,7 +105,7 @@ def iter_parts(boundary: str) -> Iterator[tuple[MultipartSegment, PartReader]]:
             if csrf_pending:  # a form sent with the session cookie: its token comes first
                 csrf_pending = False
                 if segment.name != "_csrf" or segment.filename is not None:
-                    raise HTTPError(403, "The form's CSRF token is missing: it must be the "
+                    raise Forbidden("The form's CSRF token is missing: it must be the "
                                     "first field (_csrf); reload the page and try again.")
                 check_csrf(part.read_text())
                 continue

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import bottle
-from bottle import HTTPError, HTTPResponse, request
+from bottle import request, response
 
+from .errors import BadRequest, MethodNotAllowed
 from .views import VIEWS_DIR
 
 
@@ -32,17 +33,22 @@ def render(name: str, **values: Any) -> str:
     return bottle.template(name, template_lookup=[str(VIEWS_DIR)], request=request, **values)
 
 
-def json_response(data: Any, status: int = 200, **headers: str) -> HTTPResponse:
-    return HTTPResponse(json.dumps(data), status=status,
-                        **{"Content-Type": "application/json", **headers})
+def json_response(data: Any, status: int = 200, **headers: str) -> str:
+    """A JSON answer on the request's own response, so what a route already set
+    there (a session cookie) goes out with it; return it from the route."""
+    response.status = status
+    response.content_type = "application/json"
+    for name, value in headers.items():
+        response.set_header(name, value)
+    return json.dumps(data)
 
 
 def require_form_delete(what: str) -> None:
     """A form's stand-in for DELETE (forms can only GET or POST): the field
     ``_method=DELETE``, else 405 saying how to delete ``what``."""
     if request.forms.get("_method", "").upper() != "DELETE":
-        raise HTTPError(405, f"Delete {what} with DELETE {request.path} (or POST the "
-                        "form field _method=DELETE).", Allow="DELETE")
+        raise MethodNotAllowed(f"Delete {what} with DELETE {request.path} (or POST the "
+                               "form field _method=DELETE).", Allow="DELETE")
 
 
 def query_int(key: str, default: int) -> int:
@@ -51,4 +57,4 @@ def query_int(key: str, default: int) -> int:
     try:
         return int(raw) if raw else default
     except ValueError:
-        raise HTTPError(400, f"The query parameter {key} must be a whole number, not {raw!r}.") from None
+        raise BadRequest(f"The query parameter {key} must be a whole number, not {raw!r}.") from None

@@ -39,17 +39,30 @@ class Backend:
     fresh_options: Callable[[Path], dict[str, str]]
     #: credentials for init_db where the store's own are not enough
     admin_url: str | None = None
+    #: the Store class, where it is no installed entry point (tests/memory_backend.py)
+    store_class: type[Store] | None = None
 
-    def settings(self, root: Path, max_size: int | None = None) -> tuple[Settings, dict]:
+    @property
+    def cls(self) -> type[Store]:
+        return self.store_class or load_backend(self.name)
+
+    def settings(self, root: Path, max_size: int | None = None,
+                 collections=None) -> tuple[Settings, dict]:
+        """A new, empty store's settings, set up by init-db for ``collections``
+        (default: every collection the core and the installed features declare)."""
         options = self.fresh_options(root)
         settings = Settings(backend=self.name, data_dir=str(root / "data"),
                             max_upload_size=max_size, backend_options={self.name: options})
-        load_backend(self.name).init_db(settings, options, admin_url=self.admin_url)
+        if collections is None:
+            from fileserver.features import all_collections
+
+            collections = all_collections()
+        self.cls.init_db(settings, options, admin_url=self.admin_url, collections=collections)
         return settings, options
 
     def make(self, root: Path, max_size: int | None = None) -> Store:
         settings, options = self.settings(root, max_size)
-        return load_backend(self.name).from_config(settings, options)
+        return self.cls.from_config(settings, options)
 
     def config(self, root: Path) -> str:
         """INI text that makes `fileserver serve` use a new, empty store."""
@@ -84,8 +97,17 @@ def _gridfs(request) -> Backend:
                                            "bucket": "fs"})
 
 
+def _memory(request) -> Backend:
+    from memory_backend import MemoryStore
+
+    return Backend("memory", lambda root: {"name": _unique("mem")}, store_class=MemoryStore)
+
+
 #: backend name -> how to set it up (given the pytest request, for server fixtures)
 BACKENDS: dict[str, Callable] = {"couchdb": _couchdb, "embedded": _embedded, "gridfs": _gridfs}
+#: ... plus the in-memory test backend, for the in-process contract and mosaic suites
+#: (it is no installed entry point, so `fileserver serve` cannot run it)
+CONTRACT_BACKENDS: dict[str, Callable] = {**BACKENDS, "memory": _memory}
 
 
 @pytest.fixture(scope="session")

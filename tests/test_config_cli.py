@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -147,8 +150,14 @@ def test_default_data_dir_is_under_the_working_directory(tmp_path):
 
 def test_wheel_ships_templates_and_static_files(tmp_path):
     """An installed copy must find views/ wherever it is started from."""
+    # Built from a copy without build/ and the like, so nothing a previous build
+    # left behind can slip into the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".test-tools", "build", "dist", "*.egg-info", "__pycache__",
+        "node_modules", "fileserver-data"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                             "-w", str(tmp_path), str(ROOT)],
+                             "-w", str(tmp_path), str(source)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     wheel = next(tmp_path.glob("fileserver-*.whl"))
@@ -161,6 +170,51 @@ def test_wheel_ships_templates_and_static_files(tmp_path):
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "fileserver = fileserver.cli:main" in entry_points
     assert "embedded = fileserver_embedded:EmbeddedStore" in entry_points
+    assert "mosaic = fileserver_mosaic:plugin" in entry_points
+
+    # Installed from the wheel into a fresh environment, started outside the
+    # checkout: it serves files and pages and loads every plugin by its import
+    # name. Its dependencies come from this environment's site-packages, added
+    # by a .pth line (which, unlike a site dir, runs none of that dir's .pth
+    # files, so this checkout's editable install stays out of it).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    ours = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True)
+    deps = sysconfig.get_paths()["purelib"]
+    (Path(ours.stdout.strip()) / "deps.pth").write_text(deps + "\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                                "--disable-pip-version-check", "--target",
+                                ours.stdout.strip(), str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = ("import fileserver, fileserver_embedded, fileserver_mosaic; "
+             "print(fileserver.__file__); print(fileserver_mosaic.__file__)")
+    where = subprocess.run([str(python), "-c", probe], cwd=elsewhere, capture_output=True,
+                           text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert where.returncode == 0, where.stderr
+    assert all(str(ROOT) not in line and "site-packages" in line
+               for line in where.stdout.splitlines()), where.stdout
+    server = subprocess.Popen([str(python), "-m", "fileserver", "serve", "--port", "0",
+                               "--data-dir", str(tmp_path / "data")], cwd=elsewhere,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={"PATH": os.environ["PATH"]})
+    try:
+        url = re.search(r"serving (http://\S+/) ", server.stdout.readline()).group(1)
+        request = urllib.request.Request(url + "files/w.txt", data=b"from the wheel",
+                                         method="PUT")
+        assert urllib.request.urlopen(request, timeout=30).status == 201
+        page = urllib.request.urlopen(urllib.request.Request(
+            url + "mosaic/tiles", headers={"Accept": "text/html"}), timeout=30).read().decode()
+        assert "mosaic tiles" in page and "/static/style.css" in page
+        assert urllib.request.urlopen(url + "static/style.css", timeout=30).status == 200
+    finally:
+        server.terminate()
+        server.wait(15)
 
 
 def test_a_third_party_backend_appears_through_its_entry_point(tmp_path):

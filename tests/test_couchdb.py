@@ -28,9 +28,11 @@ import webtest
 
 from conftest import BACKENDS, COUCH_PASSWORD, COUCH_USER, start_server
 from fileserver import Settings, create_app
-from fileserver.errors import BackendUnavailable, IncompleteUpload, StoreError
-from fileserver_couchdb.files import ATTACHMENT, DESIGN, TILE_VIEW, CouchDBStore, doc_id
-from fileserver_mosaic.index import Features
+from fileserver.documents import CollectionSpec
+from fileserver.features import all_collections
+from fileserver.errors import BackendUnavailable, IncompleteUpload, NotSetUp, StoreError
+from fileserver_couchdb.documents import couch_id, field_view
+from fileserver_couchdb.files import ATTACHMENT, DESIGN, CouchDBStore, doc_id
 from servers import start_couchdb
 
 REFUSED = (couchdb.http.Unauthorized, couchdb.http.Forbidden)  # this server 401, CouchDB 403
@@ -271,39 +273,34 @@ def test_range_reads_the_right_bytes_when_the_server_answers_200(couch_store, co
     assert res.body == data[-100:]
 
 
-# -- the mosaic's tile index ---------------------------------------------------------
+# -- the documents contract's layout -------------------------------------------------
 
 
-def tile_features(bucket: int, shade: float = 50.0) -> Features:
-    return Features(lab=(shade, 1.5, -2.25), grid=tuple(shade + i / 8 for i in range(27)),
-                    bucket=bucket)
-
-
-def test_tiles_are_documents_beside_the_files_and_never_listed_as_files(couch_store, admin):
-    index = couch_store.capability("tile_index")
-    assert couch_store.capability("tile_index") is index  # one per store
+def test_documents_sit_beside_the_files_and_are_never_listed_as_files(couch_store, admin):
+    docs = couch_store.documents()
+    assert couch_store.documents() is docs  # one per store
+    docs.declare("tiles", ["bucket"])
     couch_store.put("tiles/x.jpg", io.BytesIO(b"jpeg"))
-    tile = "ab" * 32
-    assert index.add(tile, tile_features(7), {"source": "x.png"})
+    made = docs.create("tiles", "ab" * 4, {"bucket": 7, "meta": {"source": "x.png"}})
     db = admin[couch_store.database]
-    assert ids(db) == [DESIGN, doc_id("tiles/x.jpg"), f"t:{tile}"]
-    doc = db[f"t:{tile}"]
-    assert {k: v for k, v in doc.items() if not k.startswith("_")} == {
-        "bucket": 7, "lab": [50.0, 1.5, -2.25], "grid": [50 + i / 8 for i in range(27)],
-        "meta": {"source": "x.png"}}
-    assert TILE_VIEW in db[DESIGN]["views"]
+    cid = couch_id("tiles", "ab" * 4)
+    assert cid == "d:tiles:" + ("ab" * 4).encode().hex()
+    assert ids(db) == [DESIGN, cid, doc_id("tiles/x.jpg")]
+    assert {k: v for k, v in db[cid].items() if k != "_id"} == {
+        "_rev": made.version, "c": "tiles", "b": {"bucket": 7, "meta": {"source": "x.png"}}}
+    name, view = field_view("tiles", "bucket")
+    assert db[DESIGN]["views"][name] == view
     # the files' listing, sweeps and migrate walk the f: range only
     assert [f.name for f in couch_store.list().files] == ["tiles/x.jpg"]
     assert [f.name for f in couch_store.list("", delimiter="/").files] == []
-    assert index.get(tile).meta == {"source": "x.png"} and index.get("cd" * 32) is None
-    assert index.page("zz", 5) == [] and index.page(None, 0) == []
 
 
-def test_candidates_are_one_view_request_without_include_docs(couch_store, monkeypatch):
-    index = couch_store.capability("tile_index")
+def test_find_is_one_view_request(couch_store, monkeypatch):
+    docs = couch_store.documents()
+    docs.declare("tiles", ["bucket"])
     for i in range(12):
-        assert index.add(f"{i:064x}", tile_features(i % 4, 10.0 * i), {})
-    index.count()  # builds the view
+        docs.create("tiles", f"{i:064x}", {"bucket": i % 4})
+    docs.count("tiles")  # builds the views
     session = couch_store._db.resource.session
     seen = []
     real = session.request
@@ -313,81 +310,51 @@ def test_candidates_are_one_view_request_without_include_docs(couch_store, monke
         return real(method, url, body, *args, **kwargs)
 
     monkeypatch.setattr(session, "request", spy)
-    before = index.records_read
-    found = index.candidates([3, 1, 1, 9])
-    assert sorted(found) == sorted((f"{i:064x}", tile_features(i % 4, 10.0 * i))
-                                   for i in range(12) if i % 4 in (1, 3))
-    assert index.records_read - before == 6
+    found = docs.find("tiles", "bucket", [3, 1, 1, 9])
+    assert sorted(d.id for d in found) == [f"{i:064x}" for i in range(12) if i % 4 in (1, 3)]
     [(method, url, body)] = seen
-    assert method == "POST" and f"/_design/fileserver/_view/{TILE_VIEW}?" in url
-    assert "reduce=false" in url and "include_docs" not in url
-    assert (body if isinstance(body, dict) else json.loads(body)) == {"keys": [1, 3, 9]}
+    assert method == "POST" and "/_design/fileserver/_view/d_tiles_bucket?" in url
+    assert "reduce=false" in url and "include_docs=true" in url
+    assert (body if isinstance(body, dict) else json.loads(body)) == {"keys": [3, 1, 9]}
 
 
-def test_concurrent_adds_and_removes_of_one_tile(couch_store, couchdb_server):
-    # two stores on one database, as two server processes would be
-    other = CouchDBStore.from_config(Settings(), {"url": member_url(couchdb_server),
-                                                  "database": couch_store.database})
-    indexes = [couch_store.capability("tile_index"), other.capability("tile_index")]
-    tile = "5e" * 32
-    for _ in range(3):
-        results: list = []
-        barrier = threading.Barrier(8)
-
-        def run(i: int, op: str) -> None:
-            barrier.wait()
-            index = indexes[i % 2]
-            try:
-                results.append(index.add(tile, tile_features(3), {"by": i}) if op == "add"
-                               else index.remove(tile))
-            except Exception as exc:  # noqa: BLE001 -- reported below
-                results.append(exc)
-
-        for op in ("add", "remove"):
-            results.clear()
-            barrier.reset()
-            threads = [threading.Thread(target=run, args=(i, op)) for i in range(8)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert sorted(results, key=repr) == [False] * 7 + [True], (op, results)
-            assert indexes[0].count() == (1 if op == "add" else 0)
-    other.close()
-
-
-def test_an_old_design_document_serves_files_and_names_init_db_for_tiles(couch, admin,
-                                                                         couchdb_server,
-                                                                         tmp_path, caplog):
-    settings, options = couch.settings(tmp_path)
+def test_an_old_design_document_serves_files_and_names_init_db(couch, admin, couchdb_server,
+                                                               tmp_path, caplog):
+    collections = [CollectionSpec("tiles", ("bucket",))]
+    settings, options = couch.settings(tmp_path, collections=collections)
     db = admin[options["database"]]
     design = db[DESIGN]
-    del design["views"]  # as written by init-db before the tile index
+    del design["views"]  # as written by init-db before the documents contract
     db.save(design)
     store = CouchDBStore.from_config(settings, options)
     try:
-        assert "init-db" in caplog.text and f"views.{TILE_VIEW}" in caplog.text
+        docs = store.documents()
+        docs.declare("tiles", ["bucket"])
+        assert "init-db" in caplog.text and "d_tiles_bucket" in caplog.text
         store.put("a", io.BytesIO(b"files still work"))
-        index = store.capability("tile_index")
-        assert index.add("0" * 64, tile_features(1), {})
-        for call in (index.count, lambda: index.candidates([1])):
-            with pytest.raises(StoreError) as error:
+        docs.create("tiles", "0" * 64, {"bucket": 1})
+        assert docs.get("tiles", "0" * 64).body == {"bucket": 1}
+        for call in (lambda: docs.count("tiles"), lambda: docs.find("tiles", "bucket", [1])):
+            with pytest.raises(NotSetUp) as error:
                 call()
-            assert "init-db" in str(error.value) and not isinstance(error.value,
-                                                                     BackendUnavailable)
-        lines = CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url)
-        assert f"couchdb: wrote {DESIGN} (views.{TILE_VIEW})" in lines
-        assert index.count() == 1 and [t for t, _ in index.candidates([1])] == ["0" * 64]
+            assert "init-db" in str(error.value) and error.value.status == 503
+        lines = CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url,
+                                     collections=collections)
+        assert any(line.startswith(f"couchdb: wrote {DESIGN}") and "views.d_tiles_bucket" in line
+                   for line in lines), lines
+        assert docs.count("tiles") == 1 and [d.id for d in docs.find("tiles", "bucket", [1])] \
+            == ["0" * 64]
         # a view from another version is replaced, and its old index cleaned up
         design = db[DESIGN]
-        design["views"][TILE_VIEW]["map"] = "function (doc) { emit(doc._id, null); }"
+        design["views"]["d_tiles_bucket"]["map"] = "function (doc) { emit(doc._id, null); }"
         db.save(design)
-        lines = CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url)
-        assert f"couchdb: wrote {DESIGN} (views.{TILE_VIEW})" in lines
+        lines = CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url,
+                                     collections=collections)
+        assert f"couchdb: wrote {DESIGN} (views.d_tiles_bucket)" in lines
         assert any("_view_cleanup" in line for line in lines)
-        assert index.count() == 1 and [t for t, _ in index.candidates([1])] == ["0" * 64]
-        assert "up to date" in " ".join(
-            CouchDBStore.init_db(settings, options, admin_url=couchdb_server.admin_url))
+        assert [d.id for d in docs.find("tiles", "bucket", [1])] == ["0" * 64]
+        assert "up to date" in " ".join(CouchDBStore.init_db(
+            settings, options, admin_url=couchdb_server.admin_url, collections=collections))
     finally:
         store.close()
 
@@ -425,13 +392,17 @@ def test_unreachable_server_at_startup_fails_fast_with_the_password_masked(tmp_p
     assert "Traceback" not in result.stderr
 
 
-def test_tile_index_on_an_unreachable_server_is_backend_unavailable():
+def test_documents_on_an_unreachable_server_are_backend_unavailable():
     port = _closed_port()
     store = CouchDBStore(f"http://someone:s3cret-pw@127.0.0.1:{port}/", "files", timeout=5)
-    index = store.capability("tile_index")
-    calls = [lambda: index.add("0" * 64, tile_features(1), {}), lambda: index.remove("0" * 64),
-             lambda: index.get("0" * 64), index.count, lambda: index.page(None, 10),
-             lambda: index.candidates([1, 2]), lambda: index.has_sha256("0" * 64)]
+    docs = store.documents()
+    calls = [lambda: docs.declare("tiles", ["bucket"])]
+    docs._views = {}  # as if declared: each call below reaches the server
+    docs._specs["tiles"] = CollectionSpec("tiles", ("bucket",))
+    calls += [lambda: docs.create("tiles", "a", {}), lambda: docs.delete("tiles", "a"),
+              lambda: docs.get("tiles", "a"), lambda: docs.count("tiles"),
+              lambda: docs.page("tiles"), lambda: docs.find("tiles", "bucket", [1, 2]),
+              lambda: docs.replace("tiles", "a", {}, "1-x"), lambda: docs.expire("tiles")]
     for call in calls:
         with pytest.raises(BackendUnavailable) as error:
             call()

@@ -1,7 +1,7 @@
 """What only the GridFS store promises: one revision per name, no orphan
 chunks, its own bucket name, init-db, failing fast with a masked URI, and
-riding out a database that goes away and comes back. Also its mosaic tile
-index: a ``<bucket>.tiles`` collection queried through its bucket index."""
+riding out a database that goes away and comes back. Also its documents:
+``<bucket>.docs.<name>`` collections queried through their indexes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,10 +26,10 @@ from pymongo import monitoring
 
 from conftest import start_server
 from fileserver import Settings
-from fileserver.errors import BackendUnavailable, IncompleteUpload, TooLarge
 from fileserver.config import mask_password as mask_uri
+from fileserver.errors import BackendUnavailable, IncompleteUpload, TooLarge
+from fileserver.features import all_collections
 from fileserver_gridfs import GridFSStore
-from fileserver_mosaic.index import Features
 from servers import start_mongodb
 from test_store_contract import Source
 
@@ -46,7 +45,7 @@ def options(mongodb_server, request):
 def make(options, max_size=None) -> GridFSStore:
     settings = Settings(backend="gridfs", max_upload_size=max_size,
                         backend_options={"gridfs": options})
-    GridFSStore.init_db(settings, options)
+    GridFSStore.init_db(settings, options, collections=all_collections())
     return GridFSStore.from_config(settings, options)
 
 
@@ -268,7 +267,7 @@ def test_init_db_command_creates_indexes_and_is_safe_to_repeat(tmp_path, options
     assert first.returncode == 0, first.stderr
     assert "created index filename_1_uploadDate_1 on fs.files" in first.stdout
     assert "created index files_id_1_n_1 on fs.chunks" in first.stdout
-    assert "created index bucket_1 on fs.tiles" in first.stdout
+    assert "collections ready: accounts, login_failures, tiles, mosaic_jobs" in first.stdout
     again = run_cli("init-db", "--config", config, "--backend", "gridfs")
     assert again.returncode == 0, again.stderr
     assert "indexes already there" in again.stdout and "created" not in again.stdout
@@ -276,41 +275,30 @@ def test_init_db_command_creates_indexes_and_is_safe_to_repeat(tmp_path, options
                for ix in db["fs.files"].list_indexes())
     assert any(ix["key"] == {"files_id": 1, "n": 1} and ix.get("unique")
                for ix in db["fs.chunks"].list_indexes())
-    assert any(ix["key"] == {"bucket": 1} for ix in db["fs.tiles"].list_indexes())
+    assert any(ix["key"] == {"b.bucket": 1} for ix in db["fs.docs.tiles"].list_indexes())
 
 
-# -- the mosaic tile index -------------------------------------------------------------
+# -- the documents contract's layout -------------------------------------------------
 
 
-def tile_features(bucket: int, shade: float = 50.0) -> Features:
-    return Features(lab=(shade, 1.5, -2.25), grid=tuple(shade + i / 8 for i in range(27)),
-                    bucket=bucket)
-
-
-def tile_id(n: int) -> str:
-    return f"{n:064x}"
-
-
-def test_tiles_live_in_a_collection_of_the_bucket(options, db):
+def test_documents_live_in_collections_of_the_bucket(options, db):
     images = make({**options, "bucket": "images"})
-    other = make(options)  # bucket fs, same database: a library of its own
+    other = make(options)  # bucket fs, same database: documents of its own
     try:
-        index = images.capability("tile_index")
-        assert images.capability("tile_index") is index and images.capability("x") is None
-        assert index.add(tile_id(1), tile_features(7), {"source": "a.png", "width": 16})
-        doc = db["images.tiles"].find_one()
-        assert doc == {"_id": tile_id(1), "bucket": 7, "lab": [50.0, 1.5, -2.25],
-                       "grid": list(tile_features(7).grid),
-                       "meta": {"source": "a.png", "width": 16}}
-        assert index.get(tile_id(1)).meta == {"source": "a.png", "width": 16}
-        assert any(ix["key"] == {"bucket": 1} for ix in db["images.tiles"].list_indexes())
-
-        fs_index = other.capability("tile_index")
-        assert fs_index.count() == 0 and fs_index.get(tile_id(1)) is None
-        assert fs_index.add(tile_id(1), tile_features(8), {})
-        assert index.get(tile_id(1)).features.bucket == 7
-        assert db["fs.tiles"].count_documents({}) == db["images.tiles"].count_documents({}) == 1
-        # Files, listings and the orphan sweep do not see the tiles collection.
+        docs = images.documents()
+        assert images.documents() is docs
+        docs.declare("tiles", ["bucket"])
+        made = docs.create("tiles", "t1", {"bucket": 7, "meta": {"source": "a.png"}},
+                           expires=2e9)
+        assert db["images.docs.tiles"].find_one() == {
+            "_id": "t1", "v": int(made.version), "b": {"bucket": 7, "meta": {"source": "a.png"}},
+            "x": 2e9}
+        keys = [ix["key"] for ix in db["images.docs.tiles"].list_indexes()]
+        assert {"b.bucket": 1} in keys and {"x": 1} in keys
+        theirs = other.documents()
+        theirs.declare("tiles", ["bucket"])
+        assert theirs.count("tiles") == 0 and theirs.get("tiles", "t1") is None
+        # Files, listings and the orphan sweep do not see the documents.
         assert images.list().files == [] and images.sweep_orphans(timedelta(0)) == (0, 0)
     finally:
         images.close()
@@ -327,73 +315,45 @@ def _plans_using(explained, index_name: str) -> bool:
     return False
 
 
-def test_candidates_are_one_find_on_the_bucket_index_without_meta(options, db):
+def test_find_is_one_query_on_the_field_index(options, db):
     make(options).close()  # init-db and startup: the indexes
     listener = Commands()
     store = listened_store(options, listener)
     try:
-        index = store.capability("tile_index")
+        docs = store.documents()
+        docs.declare("tiles", ["bucket"])
         for n in range(60):
-            assert index.add(tile_id(n), tile_features(n % 6, shade=n), {"source": f"{n}.png"})
+            docs.create("tiles", f"{n:064x}", {"bucket": n % 6})
         listener.commands.clear()
-        before = index.records_read
-        found = dict(index.candidates([4, 1, 4, 99]))
-        assert set(found) == {tile_id(n) for n in range(60) if n % 6 in (1, 4)}
-        assert found[tile_id(7)] == tile_features(1, shade=7)
-        assert index.records_read - before == len(found) == 20
+        found = docs.find("tiles", "bucket", [4, 1, 4, 99])
+        assert {d.id for d in found} == {f"{n:064x}" for n in range(60) if n % 6 in (1, 4)}
         [command] = listener.commands  # one find, no getMore
-        assert command["find"] == "fs.tiles"
-        assert command["filter"] == {"bucket": {"$in": [1, 4, 99]}}
-        assert command["projection"] and "meta" not in command["projection"]
-        assert _plans_using(db["fs.tiles"].find(command["filter"]).explain(), "bucket_1")
-        listener.commands.clear()
-        assert index.candidates([]) == [] and listener.commands == []
-
-        pages, after = [], None
-        while page := index.page(after, 25):
-            pages.append(len(page))
-            after = page[-1].id
-        assert pages == [25, 25, 10] and index.records_read - before == 20 + 60
-        assert index.page(None, 0) == []
-        assert index.count() == 60
+        assert command["find"] == "fs.docs.tiles"
+        assert command["filter"] == {"b.bucket": {"$in": [4, 1, 99]}}
+        assert _plans_using(db["fs.docs.tiles"].find(command["filter"]).explain(), "b.bucket_1")
     finally:
         store.close()
 
 
-def test_concurrent_adds_of_one_tile_agree_on_one_winner(store):
-    index = store.capability("tile_index")
-    results, start = [], threading.Barrier(8)
-
-    def add():
-        start.wait()
-        results.append(index.add(tile_id(5), tile_features(3), {}))
-
-    threads = [threading.Thread(target=add) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results) == [False] * 7 + [True] and index.count() == 1
-
-
-def test_tile_index_errors_are_backend_unavailable_with_a_masked_uri(options, monkeypatch):
+def test_document_errors_are_backend_unavailable_with_a_masked_uri(options):
     live = pymongo.MongoClient(options["uri"])
     masked_uri = f"mongodb://fs:hunter2@127.0.0.1:{closed_port()}/"
     store = GridFSStore(masked_uri, database=options["database"], client=live)
     dead = pymongo.MongoClient(masked_uri.replace("fs:hunter2@", ""), serverSelectionTimeoutMS=200)
     try:
-        index = store.capability("tile_index")
-        monkeypatch.setattr(index, "collection", dead[options["database"]]["fs.tiles"])
-        calls = [lambda: index.add(tile_id(1), tile_features(1), {}),
-                 lambda: index.remove(tile_id(1)), lambda: index.get(tile_id(1)),
-                 index.count, lambda: index.page(None, 10), lambda: index.candidates([1, 2]),
-                 lambda: index.has_sha256(tile_id(1))]
+        docs = store.documents()
+        docs.declare("tiles", ["bucket"])
+        docs._database = dead[options["database"]]  # the database goes away
+        calls = [lambda: docs.create("tiles", "a", {}), lambda: docs.delete("tiles", "a"),
+                 lambda: docs.get("tiles", "a"), lambda: docs.count("tiles"),
+                 lambda: docs.page("tiles"), lambda: docs.find("tiles", "bucket", [1, 2]),
+                 lambda: docs.replace("tiles", "a", {}, "1"), lambda: docs.expire("tiles"),
+                 lambda: docs.declare("others", ["x"])]
         for call in calls:
             with pytest.raises(BackendUnavailable) as caught:
                 call()
             assert "mongodb://fs:***@127.0.0.1" in str(caught.value)
             assert "hunter2" not in str(caught.value)
-        assert index.records_read == 0
     finally:
         store.close()
         dead.close()

@@ -10,6 +10,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+import webtest
 
 from conftest import BACKENDS
 from fileserver.errors import BackendUnavailable
@@ -118,3 +119,48 @@ def test_migrate_command(tmp_path):
         assert sorted(f.name for f in copy.list().files) == sorted(FILES)
     finally:
         copy.close()
+
+
+CYCLE = [("embedded", "couchdb"), ("couchdb", "gridfs"), ("gridfs", "embedded")]
+
+
+@pytest.mark.parametrize("pair", CYCLE, indirect=True, ids=[f"{a}-to-{b}" for a, b in CYCLE])
+def test_migrate_copies_every_collection_so_the_copy_makes_mosaics(pair):
+    """Users, tokens and the tile index move too: log in, use a token and make
+    a mosaic on the destination without re-importing anything."""
+    from PIL import Image
+
+    from fileserver import Settings, create_app
+    from fileserver.accounts import Accounts
+    from test_mosaic import zip_of
+    from test_mosaic_tiles import encode
+
+    source, target = pair
+    app = webtest.TestApp(create_app(Settings(anonymous="write"), store=source, catchall=False))
+    tiles = {f"{r}.png": encode(Image.new("RGB", (16, 16), (r, 40, 200 - r)))
+             for r in range(0, 200, 25)}
+    assert app.post("/mosaic/tiles", zip_of(tiles), content_type="application/zip").json[
+        "added"] == len(tiles)
+    accounts = Accounts(source.documents())
+    accounts.add("alice", "admin", "alice-password")
+    _, token = accounts.new_token("alice", "laptop")
+    key = accounts.session_key()
+
+    report = migrate(source, target, io.StringIO())
+    assert report.failed == [] and report.copied == len(tiles)
+    assert report.documents_copied == report.documents >= len(tiles) + 3  # + user, token, key
+
+    copy = Accounts(target.documents())
+    assert copy.login("alice", "alice-password").role == "admin"
+    assert copy.check_token(token).name == "alice"
+    assert copy.session_key() == key  # browser sessions stay valid
+    moved = webtest.TestApp(create_app(Settings(), store=target, catchall=False))
+    auth = {"Authorization": f"Bearer {token}"}
+    assert moved.get("/mosaic/tiles?format=json", headers=auth).json["count"] == len(tiles)
+    made = moved.post("/mosaic", upload_files=[("image", "s.png", encode(
+        Image.new("RGB", (40, 40), (100, 40, 100))))], params={"cols": "4"}, headers=auth,
+        status=201).json
+    assert made["tiles_used"] >= 1
+
+    again = migrate(source, target, io.StringIO())
+    assert again.documents_copied == 0 and again.documents == report.documents

@@ -16,11 +16,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+import webtest
 from PIL import Image
+
+from fileserver import Settings, create_app
+from fileserver.documents import counting
 
 from fileserver_mosaic.features import (bucket_of, features, neighbour_buckets,
                                                 normalise, square, srgb_to_lab)
-from fileserver_mosaic.ingest import Limits
+from fileserver_mosaic.index import TileIndex
+
 
 # -- features (pure) -----------------------------------------------------------------
 
@@ -147,25 +152,17 @@ def store_of(app):
     return app.app.config["fileserver.store"]
 
 
+def index_of(app):
+    return app.app.config["fileserver.features"].context("mosaic").state["index"]
+
+
 @pytest.fixture
-def tiles_app(app, backend):
-    if store_of(app).capability("tile_index") is None:
-        pytest.skip(f"{backend.name} has no tile index yet (its refusal is tested)")
+def tiles_app(app):
     return app
 
 
 def listing(app, **query) -> dict:
     return app.get("/mosaic/tiles", {"format": "json", **query}).json
-
-
-def test_backends_without_a_tile_index_refuse_clearly(app, backend):
-    if store_of(app).capability("tile_index") is not None:
-        pytest.skip(f"{backend.name} has a tile index")
-    for res in (app.get("/mosaic/tiles", status=501),
-                app.post("/mosaic/tiles", b"PK", content_type="application/zip", status=501),
-                app.delete("/mosaic/tiles/" + "0" * 64, status=501)):
-        assert "has no tile index yet" in res.json["error"]
-    assert not store_of(app).list("tiles/").files
 
 
 def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
@@ -189,7 +186,7 @@ def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
     # centred square, so the sub-grid is dark on top and light below.
     rotated = by_source["rotated.jpg"]
     assert (rotated["meta"]["width"], rotated["meta"]["height"]) == (20, 20)
-    grid = np.array(store_of(app).capability("tile_index").get(rotated["id"]).features.grid)
+    grid = np.array(index_of(app).get(rotated["id"]).features.grid)
     lightness = grid.reshape(2, 2, 3)[:, :, 0]
     assert lightness[0].max() < 10 and lightness[1].min() > 90
     assert by_source["red.png"]["features"]["lab"] == pytest.approx([53.2, 80.1, 67.2], abs=1.5)
@@ -260,21 +257,27 @@ def test_zip_bomb_entries_are_skipped_without_writing_them(tiles_app, tmp_path):
     assert sum(f.size for f in store_of(app).list("", limit=1000).files) < 100_000
 
 
-def test_limits_on_entries_sizes_and_pixels(tiles_app, tmp_path):
-    app = tiles_app
+def test_limits_on_entries_sizes_and_pixels(make_store, tmp_path):
+    """The bounds come from [plugin.mosaic] (typed options of the plugin)."""
     five = make_zip(tmp_path / "five.zip", {f"{i}.png": encode(Image.new("RGB", (40, 40), (i, 9, 9)),
                                                                 "PNG") for i in range(5)})
-    app.app.config["mosaic.limits"] = Limits(max_entries=4)
+    store = make_store()
+
+    def app_with(**limits):
+        settings = Settings(plugin_options={"mosaic": {k: str(v) for k, v in limits.items()}})
+        return webtest.TestApp(create_app(settings, store=store, catchall=False))
+
+    app = app_with(max_entries=4)
     assert "5 entries" in app.post("/mosaic/tiles", five, content_type="application/zip",
                                    status=413).json["error"]
-    app.app.config["mosaic.limits"] = Limits(max_archive=len(five) - 1)
+    app = app_with(max_archive=len(five) - 1)
     app.post("/mosaic/tiles", five, content_type="application/zip", status=413)
     app.post("/mosaic/tiles", upload_files=[("zip", "five.zip", five)], status=413)
-    app.app.config["mosaic.limits"] = Limits(max_pixels=1000)  # 40x40 = 1600
+    app = app_with(max_pixels=1000)  # 40x40 = 1600
     report = app.post("/mosaic/tiles", five, content_type="application/zip", status=200).json
     assert all("decompression bomb" in s["reason"] for s in report["skipped"])
     size = len(zipfile.ZipFile(io.BytesIO(five)).read("0.png"))
-    app.app.config["mosaic.limits"] = Limits(max_total=3 * size)  # room for three entries
+    app = app_with(max_total=3 * size)  # room for three entries
     report = app.post("/mosaic/tiles", five, content_type="application/zip", status=201).json
     assert report["added"] == 3
     assert all("remaining total" in s["reason"] for s in report["skipped"])
@@ -287,10 +290,8 @@ def test_the_plugin_is_installed_through_its_entry_point():
     assert "mosaic" in {e.name for e in entry_points(group="fileserver.plugins")}
 
 
-def test_index_candidates_come_from_the_asked_buckets_in_one_batch(store, backend):
-    index = store.capability("tile_index")
-    if index is None:
-        pytest.skip(f"{backend.name} has no tile index yet")
+def test_index_candidates_come_from_the_asked_buckets_in_one_batch(store):
+    index = TileIndex(store.documents())
     colours = [(255, 0, 0), (250, 5, 5), (0, 0, 255), (0, 255, 0), (128, 128, 128)]
     made = {}
     for i, colour in enumerate(colours):
@@ -300,10 +301,10 @@ def test_index_candidates_come_from_the_asked_buckets_in_one_batch(store, backen
     assert not index.add(f"{0:064x}", made[f"{0:064x}"], {})  # ids are unique
     assert index.count() == 5 and index.has_sha256(f"{2:064x}") == f"{2:064x}"
     assert index.has_sha256("f" * 64) is None
-    before = index.records_read
-    found = dict(index.candidates(neighbour_buckets(made[f"{0:064x}"].bucket)))
+    with counting() as query:
+        found = dict(index.candidates(neighbour_buckets(made[f"{0:064x}"].bucket)))
     assert set(found) == {f"{0:064x}", f"{1:064x}"} and found[f"{0:064x}"] == made[f"{0:064x}"]
-    assert index.records_read - before == 2  # only the candidates were read
+    assert (query.queries, query.read) == (1, 2)  # one query; only the candidates were read
     assert index.candidates([]) == []
     assert [r.id for r in index.page(None, 2)] == [f"{0:064x}", f"{1:064x}"]
     assert [r.id for r in index.page(f"{3:064x}", 10)] == [f"{4:064x}"]

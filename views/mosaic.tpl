@@ -1,9 +1,6 @@
 % rebase('base', title='make a mosaic')
 <nav class="crumbs"><a href="/files/">files</a> / make a mosaic</nav>
 
-% if tiles is None:
-<p class="error-message">This storage backend has no tile index, so it cannot make mosaics.</p>
-% else:
 <p id="library-count" class="count">{{tiles}} tile{{'' if tiles == 1 else 's'}} in the library (<a href="/mosaic/tiles">add tiles</a>).</p>
 %   if not tiles:
 <p class="warning">The tile library is empty: <a href="/mosaic/tiles">add tiles</a> before making a mosaic.</p>
@@ -45,7 +42,6 @@
   <p class="work-step" hidden><progress></progress> <span class="label">Waiting…</span></p>
 </section>
 <p id="mosaic-error" class="error-message" role="alert" hidden></p>
-% end
 
 % if result:
 <section id="result">

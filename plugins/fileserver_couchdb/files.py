@@ -62,8 +62,12 @@ import couchdb
 import couchdb.http as couch_http
 
 from fileserver.config import mask_password
-from fileserver.errors import BackendUnavailable, FileNotFound, StoreError, TooLarge
+from fileserver.options import Option, seconds, text
+from fileserver.options import url as url_option
+from fileserver.errors import BackendUnavailable, Error, FileNotFound, StoreError, TooLarge
 from fileserver.store import CHUNK, FileInfo, Store, StoredFile, Upload, utcnow
+
+from .documents import CouchDocuments, views_for
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ DESIGN = "_design/fileserver"
 CHECK_TIMEOUT = 5  # seconds: startup and init-db fail fast on a dead server
 STALE_STAGING = 24 * 3600
 ATTEMPTS = 50
+OLD_TILE_VIEW = "tiles"  # the first layout's tile view, removed by init-db
 VALIDATE = """function (newDoc, oldDoc, userCtx) {
   // A file document always carries its metadata and its one attachment.
   if (newDoc._deleted || newDoc._id.indexOf('f:') !== 0) { return; }
@@ -81,27 +86,20 @@ VALIDATE = """function (newDoc, oldDoc, userCtx) {
     throw({forbidden: 'a file document needs name, size, sha256 and its content attachment'});
   }
 }"""
-#: The mosaic's tile view (see couchdb_tiles.py): keyed by colour bucket, the
-#: value carries the features, so matching needs no include_docs. No reduce:
-#: the view's total_rows is the tile count (see CouchTileIndex.count).
-TILE_VIEW = "tiles"
-TILE_VIEW_DEF = {"map": """function (doc) {
-  // One row per tile document (t:<id>), keyed by its coarse colour bucket.
-  if (doc._id.indexOf('t:') === 0 && typeof doc.bucket === 'number') {
-    emit(doc.bucket, {lab: doc.lab, grid: doc.grid});
-  }
-}"""}
 
 
-def _design_missing(design: dict) -> list[str]:
+def _design_missing(design: dict, specs=()) -> list[str]:
     """What the design document lacks or has outdated, by field name."""
     missing = []
     if design.get("validate_doc_update") != VALIDATE:
         missing.append("validate_doc_update")
     if design.get("language", "javascript") != "javascript":
         missing.append("language")
-    if (design.get("views") or {}).get(TILE_VIEW) != TILE_VIEW_DEF:
-        missing.append(f"views.{TILE_VIEW}")
+    views = design.get("views") or {}
+    missing += [f"views.{name}" for name, view in views_for(specs).items()
+                if views.get(name) != view]
+    if OLD_TILE_VIEW in views:
+        missing.append(f"views.{OLD_TILE_VIEW} (no longer used)")
     return missing
 
 
@@ -198,22 +196,18 @@ class CouchDBStore(Store):
     """Files as CouchDB attachments; safe under waitress's threads (couchdb-python's
     connection pool has a lock, and attachments use a connection each)."""
 
-    @classmethod
-    def _options(cls, options: dict[str, str]) -> tuple[str, str, float]:
-        url = (options.get("url") or "http://127.0.0.1:5984/").strip()
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise StoreError(f"backend.couchdb url: {mask_password(url)!r} is not an http(s):// URL")
-        try:
-            timeout = float(options.get("timeout", 60))
-        except ValueError:
-            raise StoreError(f"backend.couchdb timeout: {options['timeout']!r} is not "
-                             "a number of seconds") from None
-        return url, (options.get("database") or "files").strip(), timeout
+    NAME = "couchdb"
+    OPTIONS = {
+        "url": Option(url_option("http", "https"), "http://127.0.0.1:5984/",
+                      "http://user:password@host:5984/ (a member of the database is enough)"),
+        "database": Option(text, "files", "the database's name"),
+        "timeout": Option(seconds(0, 3600), 60.0, "seconds one request may take"),
+    }
 
     @classmethod
-    def from_config(cls, settings, options):
-        url, database, timeout = cls._options(options)
-        store = cls(url, database, max_size=settings.max_upload_size, timeout=timeout)
+    def _from_config(cls, settings, options):
+        store = cls(options["url"], options["database"], max_size=settings.max_upload_size,
+                    timeout=options["timeout"])
         store._check()
         return store
 
@@ -230,7 +224,7 @@ class CouchDBStore(Store):
         self._credentials = (self.user, unquote(parts.password or "")) if self.user else None
         self._db = self._database(timeout)
         self._lock = threading.Lock()
-        self._tiles = None  # the mosaic's tile index, see capability()
+        self._documents = None  # see documents()
         # Attachments go through http.client directly (see _upload, _fetch).
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
@@ -257,7 +251,7 @@ class CouchDBStore(Store):
     def _boundary(self, name: str | None = None) -> Iterator[None]:
         try:
             yield
-        except StoreError:
+        except Error:
             raise
         except couch_http.ResourceNotFound as exc:
             if _reason(exc) in ("missing", "deleted") and name is not None:
@@ -306,14 +300,14 @@ class CouchDBStore(Store):
                 db.update(stale)  # best effort; results unused (update() maps them by position)
 
     @classmethod
-    def init_db(cls, settings, options, *, admin_url=None):
-        url, database, _ = cls._options(options)
+    def _init_db(cls, settings, options, *, admin_url, collections):
+        url, database = options["url"], options["database"]
         user = unquote(urlsplit(url).username or "") or None
         admin = cls(admin_url or url, database)
         server, db, lines = admin._server(CHECK_TIMEOUT), admin._database(CHECK_TIMEOUT), []
         with admin._boundary():
             try:
-                admin._init(server, db, user, lines)
+                admin._init(server, db, user, lines, collections)
             except (couch_http.Unauthorized, couch_http.Forbidden) as exc:
                 raise StoreError(f"CouchDB at {admin.url} refused to set up database "
                                  f"{database!r} ({_reason(exc)}): that needs a server admin; "
@@ -321,7 +315,7 @@ class CouchDBStore(Store):
         return [f"couchdb: {line}" for line in lines]
 
     def _init(self, server: couchdb.Server, db: couchdb.Database, user: str | None,
-              lines: list[str]) -> None:
+              lines: list[str], collections) -> None:
         try:
             db.info()
             lines.append(f"database {self.database!r} already exists at {self.url}")
@@ -329,17 +323,18 @@ class CouchDBStore(Store):
             server.create(self.database)
             lines.append(f"created database {self.database!r} at {self.url}")
         design = db.get(DESIGN) or {"_id": DESIGN}
-        outdated = _design_missing(design)
+        outdated = _design_missing(design, collections)
         if outdated:
-            replaced = TILE_VIEW in (design.get("views") or {})
             design["validate_doc_update"] = VALIDATE
             design["language"] = "javascript"
-            design.setdefault("views", {})[TILE_VIEW] = TILE_VIEW_DEF  # other views kept
+            views = design.setdefault("views", {})  # views of others are kept
+            dropped = views.pop(OLD_TILE_VIEW, None) is not None
+            views.update(views_for(collections))
             db.save(design)
             lines.append(f"wrote {DESIGN} ({', '.join(outdated)})")
-            if replaced and f"views.{TILE_VIEW}" in outdated:
-                db.cleanup()  # drop the old view's index files (_view_cleanup)
-                lines.append("removed the index of the old tile view (_view_cleanup)")
+            if dropped or any(name.startswith("views.d_") for name in outdated):
+                db.cleanup()  # drop the index files of views replaced (_view_cleanup)
+                lines.append("removed the indexes of replaced views (_view_cleanup)")
         else:
             lines.append(f"{DESIGN} is up to date")
         if user is None:
@@ -356,28 +351,16 @@ class CouchDBStore(Store):
             lines.append(f"added {user!r} to the members of {self.database!r}")
 
     @classmethod
-    def open_records(cls, settings, options):
-        from fileserver_couchdb.records import CouchRecords
+    def _open_documents(cls, settings, options):
+        store = cls(options["url"], options["database"], timeout=options["timeout"])
+        return CouchDocuments(store, owns_store=True)
 
-        url, database, timeout = cls._options(options)
-        return CouchRecords(cls(url, database, timeout=timeout), owns_store=True)
-
-    def capability(self, name: str):
-        """``"tile_index"``: the mosaic's tile index, tile documents and the view
-        ``tiles`` in this database (made on first use, sharing this store's session).
-        ``"records"``: the accounts, ``r:`` documents (see couchdb_records.py)."""
-        if name == "records":
-            from fileserver_couchdb.records import CouchRecords
-
-            return CouchRecords(self)
-        if name != "tile_index":
-            return None
+    def documents(self):
+        """Documents in this database (see documents.py), sharing this store's session."""
         with self._lock:
-            if self._tiles is None:
-                from fileserver_couchdb.tiles import CouchTileIndex  # only when asked
-
-                self._tiles = CouchTileIndex(self)
-            return self._tiles
+            if self._documents is None:
+                self._documents = CouchDocuments(self)
+            return self._documents
 
     def close(self) -> None:
         pool = self._db.resource.session.connection_pool  # idle keep-alive connections

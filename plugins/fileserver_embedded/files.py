@@ -3,6 +3,7 @@
 Needs nothing but the standard library. Layout under the data directory::
 
     index.sqlite3   name -> blob, size, type, sha256, times, owner, meta
+    documents.sqlite3   the documents contract (see documents.py)
     blobs/ab/<id>   the content of one stored version, never modified
     tmp/<id>.part   uploads in progress (removed at startup)
     lock            held while a process serves this directory
@@ -28,8 +29,13 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from fileserver.errors import ConfigError, FileNotFound, StoreError
+from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound
+from fileserver.options import Option, on_off
+from fileserver.options import path as parse_path
 from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
+
+from .documents import FILE as DOCUMENTS_FILE
+from .documents import SQLiteDocuments
 
 try:
     import fcntl
@@ -79,19 +85,22 @@ def _fsync_dir(path: Path) -> None:
 class EmbeddedStore(Store):
     """Files on local disk, indexed by SQLite; safe under waitress's threads."""
 
+    NAME = "embedded"
+    OPTIONS = {
+        "path": Option(parse_path, None, "where the data lives; default: data_dir"),
+        # fsync makes an upload survive a power cut, not just a killed process;
+        # on slow disks it is most of an upload's time, hence the option.
+        "fsync": Option(on_off, True, "false: faster uploads, but a power cut may lose recent ones"),
+    }
+
     @classmethod
-    def from_config(cls, settings, options):
-        fsync = options.get("fsync", "true").strip().lower()
-        if fsync not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-            raise ConfigError(f"backend.embedded fsync: {fsync!r} is not true or false")
-        return cls(options.get("path") or settings.data_dir, max_size=settings.max_upload_size,
-                   fsync=fsync in ("true", "yes", "on", "1"))
+    def _from_config(cls, settings, options):
+        return cls(options["path"] or settings.data_dir, max_size=settings.max_upload_size,
+                   fsync=options["fsync"])
 
     def __init__(self, root: str | os.PathLike, *, max_size: int | None = None,
                  fsync: bool = True):
         super().__init__(max_size=max_size)
-        # fsync makes an upload survive a power cut, not just a killed process;
-        # on slow disks it is most of an upload's time, hence the option.
         self.fsync = fsync
         self.root = Path(root).resolve()
         self.location = str(self.root)
@@ -114,8 +123,7 @@ class EmbeddedStore(Store):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._tiles = None  # the mosaic's tile index, see capability()
-        self._records = None  # accounts, see capability()
+        self._documents = None  # see documents()
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
@@ -161,39 +169,22 @@ class EmbeddedStore(Store):
                     blob.unlink(missing_ok=True)
 
     @classmethod
-    def open_records(cls, settings, options):
-        from fileserver_embedded.records import FILE, SQLiteRecords
-
-        root = Path(options.get("path") or settings.data_dir).resolve()
+    def _open_documents(cls, settings, options):
+        root = Path(options["path"] or settings.data_dir).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        return SQLiteRecords(root / FILE)
+        return SQLiteDocuments(root / DOCUMENTS_FILE)
 
-    def capability(self, name: str):
-        """``"tile_index"``: the mosaic's tile index, an SQLite file of its own
-        (``tiles.sqlite3``), opened on first use. ``"records"``: the accounts,
-        ``accounts.sqlite3`` (see embedded_records.py)."""
-        if name == "records":
-            with self._lock:
-                if self._records is None:
-                    from fileserver_embedded.records import FILE, SQLiteRecords
-
-                    self._records = SQLiteRecords(self.root / FILE)
-                return self._records
-        if name != "tile_index":
-            return None
+    def documents(self):
+        """``documents.sqlite3``, opened on first use (see documents.py)."""
         with self._lock:
-            if self._tiles is None:
-                from fileserver_embedded.tiles import SQLiteTileIndex  # only when asked
-
-                self._tiles = SQLiteTileIndex(self.root / "tiles.sqlite3")
-            return self._tiles
+            if self._documents is None:
+                self._documents = SQLiteDocuments(self.root / DOCUMENTS_FILE, fsync=self.fsync)
+            return self._documents
 
     def close(self) -> None:
         with self._lock:
-            if self._tiles is not None:
-                self._tiles.close()
-            if self._records is not None:
-                self._records.close()
+            if self._documents is not None:
+                self._documents.close()
             for db in self._connections:
                 db.close()
             self._connections.clear()
@@ -266,7 +257,7 @@ class EmbeddedStore(Store):
                 continue
             raw.seek(start)
             return StoredFile(_row_to_info(row[1:]), raw, start=start, end=end)
-        raise StoreError(f"{name!r} kept changing while being opened; try again.")
+        raise BackendUnavailable(f"{name!r} kept changing while being opened; try again.")
 
     def _info(self, name: str) -> FileInfo:
         return _row_to_info(self._row(name)[1:])

@@ -12,9 +12,9 @@ is the name; its ``metadata`` holds ``sha256``, ``content_type``, ``owner``,
 (and stands in for missing times in files other tools wrote). Indexes:
 GridFS's own ``filename_1_uploadDate_1`` on files (by-name lookups, and
 listings as filename ranges in index order) and the unique ``files_id_1_n_1``
-on chunks. The mosaic's tile index (``capability("tile_index")``, see
-``gridfs_tiles.py``) is a third collection, ``<bucket>.tiles``, with an index
-``bucket_1``; GridFS tools and the housekeeping here ignore it.
+on chunks. The documents contract lives beside them in ``<bucket>.docs.*``
+collections (see documents.py); GridFS tools and the housekeeping here
+ignore those.
 
 Atomicity: a replace streams the body into a new revision's chunks (a few
 at a time, as GridFS drivers do but without GridIn's 48 MB buffer) and
@@ -51,8 +51,11 @@ from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidName, P
 from pymongo.write_concern import WriteConcern
 
 from fileserver.config import mask_password
-from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound, StoreError
+from fileserver.options import Option, text
+from fileserver.errors import BackendUnavailable, ConfigError, Error, FileNotFound, StoreError
 from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
+
+from .documents import MongoDocuments
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,6 @@ BATCH = 16  # chunks per insert: about 4 MiB in flight per upload
 NEWEST = [("uploadDate", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
 FILES_INDEX = [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
 CHUNKS_INDEX = [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)]
-TILES_INDEX = [("bucket", pymongo.ASCENDING)]  # the mosaic's candidates query
 
 
 def _reason(exc: Exception) -> str:
@@ -89,7 +91,7 @@ class _Boundary:
         return None
 
     def __exit__(self, kind, exc, tb) -> None:
-        if exc is None or isinstance(exc, StoreError):
+        if exc is None or isinstance(exc, Error):
             return
         if isinstance(exc, ConnectionFailure):  # also AutoReconnect, timeouts
             raise BackendUnavailable(f"The database at {self.where} is not answering "
@@ -162,10 +164,17 @@ class _Reader:
 class GridFSStore(Store):
     """Files in one GridFS bucket; one MongoClient, shared by waitress's threads."""
 
+    NAME = "gridfs"
+    OPTIONS = {
+        "uri": Option(text, DEFAULT_URI, "mongodb://... (client options may go in its query)"),
+        "database": Option(text, "fileserver", "the database's name"),
+        "bucket": Option(text, "fs", "the GridFS bucket's name"),
+    }
+
     @classmethod
-    def from_config(cls, settings, options):
-        store = cls(options.get("uri") or DEFAULT_URI, database=options.get("database"),
-                    bucket=options.get("bucket"), max_size=settings.max_upload_size)
+    def _from_config(cls, settings, options):
+        store = cls(options["uri"], database=options["database"], bucket=options["bucket"],
+                    max_size=settings.max_upload_size)
         try:
             with store._boundary:
                 store._ensure_indexes()  # cheap when they exist; init-db says more
@@ -185,12 +194,16 @@ class GridFSStore(Store):
             log.warning("gridfs: orphan sweep at startup did not finish: %s", exc)
 
     @classmethod
-    def init_db(cls, settings, options, *, admin_url=None):
-        store = cls(admin_url or options.get("uri") or DEFAULT_URI,
-                    database=options.get("database"), bucket=options.get("bucket"))
+    def _init_db(cls, settings, options, *, admin_url, collections):
+        store = cls(admin_url or options["uri"], database=options["database"],
+                    bucket=options["bucket"])
         try:
             with store._boundary:
                 lines = store._ensure_indexes() or ["indexes already there"]
+                for spec in collections:
+                    store.documents().declare(spec.name, spec.indexed)
+                if collections:
+                    lines.append("collections ready: " + ", ".join(s.name for s in collections))
                 uploads, chunks = store.sweep_orphans()
         finally:
             store.close()
@@ -215,7 +228,7 @@ class GridFSStore(Store):
                 raise ConfigError(f"backend.gridfs uri {where}: {exc}") from None
         self._client = client
         self._lock = threading.Lock()
-        self._tiles = None  # the mosaic's tile index, see capability()
+        self._documents = None  # see documents()
         try:
             db = client[database]
             self._root = db[bucket]
@@ -226,7 +239,7 @@ class GridFSStore(Store):
             durable = _journaled(db.write_concern)
             self._files = self._root.files.with_options(write_concern=durable)
             self._chunks = self._root.chunks
-            self._records = self._root.records.with_options(write_concern=durable)
+            self._db, self._durable, self._bucket_name = db, durable, bucket
             self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket, write_concern=durable)
             client.admin.command("ping")  # the one place startup waits for the server
         except (InvalidName, TypeError) as exc:
@@ -242,42 +255,29 @@ class GridFSStore(Store):
                               f"{_reason(exc)}") from None
 
     @classmethod
-    def open_records(cls, settings, options):
-        from fileserver_gridfs.records import MongoRecords
+    def _open_documents(cls, settings, options):
+        store = cls(options["uri"], database=options["database"], bucket=options["bucket"])
+        return MongoDocuments(store._db, store._bucket_name, store._durable, store._boundary,
+                              store.close)
 
-        store = cls(options.get("uri") or DEFAULT_URI, database=options.get("database"),
-                    bucket=options.get("bucket"))
-        return MongoRecords(store._records, store._boundary, store.close)
-
-    def capability(self, name: str):
-        """``"tile_index"``: the mosaic's tile index, the collection ``<bucket>.tiles``
-        (made on first use, sharing this store's client). ``"records"``: the
-        accounts, the collection ``<bucket>.records`` (see gridfs_records.py)."""
-        if name == "records":
-            from fileserver_gridfs.records import MongoRecords
-
-            return MongoRecords(self._records, self._boundary)
-        if name != "tile_index":
-            return None
+    def documents(self):
+        """Collections ``<bucket>.docs.*`` (see documents.py), sharing this store's client."""
         with self._lock:
-            if self._tiles is None:
-                from fileserver_gridfs.tiles import MongoTileIndex  # only when asked
-
-                self._tiles = MongoTileIndex(self._root.tiles, self._boundary)
-            return self._tiles
+            if self._documents is None:
+                self._documents = MongoDocuments(self._db, self._bucket_name, self._durable,
+                                                 self._boundary)
+            return self._documents
 
     def close(self) -> None:
-        self._client.close()  # the tile index's client too
+        self._client.close()  # the documents' client too
 
     # -- housekeeping -------------------------------------------------------------
 
     def _ensure_indexes(self) -> list[str]:
-        """Create the GridFS indexes (the same ones pymongo would) and the tile
-        index's; returns what was new."""
+        """Create the GridFS indexes (the same ones pymongo would); returns what was new."""
         done = []
         for collection, keys, unique in [(self._files, FILES_INDEX, False),
-                                         (self._chunks, CHUNKS_INDEX, True),
-                                         (self._root.tiles, TILES_INDEX, False)]:
+                                         (self._chunks, CHUNKS_INDEX, True)]:
             existing = [index["key"] for index in collection.list_indexes()]
             if not any(list(key.items()) == keys for key in existing):
                 name = collection.create_index(keys, unique=unique)
@@ -398,7 +398,7 @@ class GridFSStore(Store):
                     grid_out.close()
                     continue
                 return StoredFile(_to_info(doc), _Reader(grid_out, head), start=start, end=end)
-        raise StoreError(f"{name!r} kept changing while being opened; try again.")
+        raise BackendUnavailable(f"{name!r} kept changing while being opened; try again.")
 
     def _info(self, name: str) -> FileInfo:
         with self._boundary:

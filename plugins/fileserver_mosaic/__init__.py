@@ -14,12 +14,13 @@ Both POSTs run synchronously, as curl users expect; with ``Prefer:
 respond-async`` they answer 202 and a job URL to poll instead (``jobs.py``).
 
 Tiles are files ``tiles/<id>.jpg`` in the active store; their features live
-in the backend's own tile index (``store.capability("tile_index")``, see
-``index.py``). Backends without one are refused with 501 and a clear message.
+in the backend's documents (the collection ``tiles``, see ``index.py``),
+found through the backend's own index.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import tempfile
@@ -27,46 +28,32 @@ import time
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-from bottle import Bottle, HTTPError, HTTPResponse, redirect, request, response
+from bottle import Bottle, HTTPResponse, redirect, request, response
 
 from fileserver.auth import check_may_change, owner_for
-from fileserver.errors import FileNotFound, InvalidName
+from fileserver.errors import BadRequest, FileNotFound, InvalidName, NotFound, UnsupportedMediaType
+from fileserver.features import Context, Feature
+from fileserver.options import Option, seconds, size, whole
 from fileserver.files import file_url
 from fileserver.store import MAX_PAGE, Store, format_size
 from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
 from fileserver.web import json_response, query_int, render, require_form_delete, wants_html
 
 from .generate import FORMATS, Params, encode, generate, load_source
+from .index import COLLECTION as TILES
 from .index import TileIndex, tile_file
 from .ingest import Limits, Report, ingest_image, ingest_zip, spool
-from .jobs import Job, Jobs
+from .jobs import COLLECTION as JOBS
+from .jobs import STALE, Job, Jobs
 
 TILE_ID = re.compile(r"[0-9a-f]{64}")
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
-
-
-def tile_index(store: Store) -> TileIndex:
-    """The backend's tile index, or a 501 saying why there is none."""
-    index = store.capability("tile_index")
-    if index is None:
-        raise HTTPError(501, f"This server's storage backend ({type(store).__name__}, "
-                        f"{store.location or 'no location'}) has no tile index yet, so it cannot "
-                        "keep a mosaic tile library; use the embedded backend for mosaics.")
-    return index
-
-
-def _limits() -> Limits:
-    return request.app.config.get("mosaic.limits") or Limits()
 
 
 def wants_async() -> bool:
     """RFC 7240: ``Prefer: respond-async`` asks for 202 and a job to poll."""
     prefer = request.get_header("Prefer", "")
     return any(p.split("=")[0].strip().lower() == "respond-async" for p in prefer.split(","))
-
-
-def _jobs() -> Jobs:
-    return request.app.config["mosaic.jobs"]
 
 
 def accepted(job: Job) -> HTTPResponse:
@@ -76,8 +63,8 @@ def accepted(job: Job) -> HTTPResponse:
     return json_response(state, 202, Location=state["url"])
 
 
-def post_tiles(store: Store):
-    index, limits = tile_index(store), _limits()
+def post_tiles(ctx: Context, store: Store):
+    index, limits = ctx.state["index"], ctx.state["limits"]
     owner = owner_for()  # read now: a job's thread has no request
     ctype = request.get_header("Content-Type", "")
     base = ctype.split(";")[0].strip().lower()
@@ -97,12 +84,12 @@ def post_tiles(store: Store):
                     uploads.append((segment.name, segment.filename,
                                     spool(part, limits.max_archive)))
             if not uploads:
-                raise HTTPError(400, "No upload in the form: send a part named 'zip' "
-                                "(curl -F zip=@tiles.zip URL) or 'image' (-F image=@a.jpg).")
+                raise BadRequest("No upload in the form: send a part named 'zip' "
+                                 "(curl -F zip=@tiles.zip URL) or 'image' (-F image=@a.jpg).")
         else:
-            raise HTTPError(415, "Send a ZIP (curl -F zip=@tiles.zip URL, or --data-binary "
-                            "@tiles.zip -H 'Content-Type: application/zip') or images "
-                            "(-F image=@a.jpg).")
+            raise UnsupportedMediaType("Send a ZIP (curl -F zip=@tiles.zip URL, or --data-binary "
+                                       "@tiles.zip -H 'Content-Type: application/zip') or images "
+                                       "(-F image=@a.jpg).")
     except BaseException:
         close()
         raise
@@ -122,7 +109,7 @@ def post_tiles(store: Store):
         return {**report.to_dict(), "_status": 201 if report.added else 200}
 
     if wants_async():
-        return accepted(_jobs().submit("tiles", work, close))
+        return accepted(ctx.state["jobs"].submit("tiles", work, close))
     try:
         result = work(None)
     finally:
@@ -132,11 +119,14 @@ def post_tiles(store: Store):
     return json_response(result, result.pop("_status"))
 
 
-def list_tiles(store: Store):
-    index = tile_index(store)
+def list_tiles(ctx: Context, store: Store):
+    index = ctx.state["index"]
     html = wants_html()
     limit = max(1, min(query_int("limit", 200 if html else 100), MAX_PAGE))
-    after = request.query.getunicode("after", default=None)
+    after = request.query.getunicode("after", default="") or None
+    if after is not None and not TILE_ID.fullmatch(after):
+        raise BadRequest(f"after must be a tile id (64 hex digits) from a previous page, "
+                         f"not {after[:80]!r}.")
     records = index.page(after, limit + 1)
     more, records = len(records) > limit, records[:limit]
     next_url = None
@@ -155,16 +145,16 @@ def list_tiles(store: Store):
     return json_response({"count": index.count(), "tiles": tiles, "next": next_url})
 
 
-def delete_tile(tile_id: str, store: Store):
-    index = tile_index(store)
+def delete_tile(ctx: Context, tile_id: str, store: Store):
+    index = ctx.state["index"]
     if not TILE_ID.fullmatch(tile_id) or index.get(tile_id) is None:
-        raise HTTPError(404, f"No tile {tile_id!r} in the library.")
+        raise NotFound(f"No tile {tile_id!r} in the library.")
     try:
         check_may_change(store.info(tile_file(tile_id)).owner, f"The tile {tile_id}")
     except FileNotFound:
         pass  # an index entry without its image: anyone who may write may clean it up
     if not index.remove(tile_id):
-        raise HTTPError(404, f"No tile {tile_id!r} in the library.")
+        raise NotFound(f"No tile {tile_id!r} in the library.")
     try:
         store.delete(tile_file(tile_id))
     except FileNotFound:
@@ -172,10 +162,10 @@ def delete_tile(tile_id: str, store: Store):
     return HTTPResponse(status=204)
 
 
-def post_tile(tile_id: str, store: Store):
+def post_tile(ctx: Context, tile_id: str, store: Store):
     """The gallery's delete button without JavaScript: a form can only POST."""
     require_form_delete("a tile")
-    result = delete_tile(tile_id, store)
+    result = delete_tile(ctx, tile_id, store)
     if wants_html():
         after = request.forms.getunicode("after", default="")
         redirect("/mosaic/tiles" + ("?" + urlencode({"after": after}) if after else ""), 303)
@@ -206,7 +196,7 @@ def _read_source(store: Store, limits: Limits) -> tuple[dict[str, str], str, Bin
                     fields[segment.name] = part.read_text()
                 elif segment.name == "image" and segment.filename:
                     if spooled is not None:
-                        raise HTTPError(400, "Send one source image per mosaic.")
+                        raise BadRequest("Send one source image per mosaic.")
                     label, spooled = segment.filename, spool(part, limits.max_archive)
         elif base == "application/x-www-form-urlencoded":
             fields.update({k: request.forms.getunicode(k) for k in request.forms})
@@ -214,13 +204,13 @@ def _read_source(store: Store, limits: Limits) -> tuple[dict[str, str], str, Bin
             label = request.query.getunicode("name", default="upload")
             spooled = spool(body_stream(), limits.max_archive, body_length())
         elif base:
-            raise HTTPError(415, "Send the source as multipart (curl -F image=@photo.jpg URL), "
-                            "a raw image body, or name a stored one (-F source=NAME).")
+            raise UnsupportedMediaType("Send the source as multipart (curl -F image=@photo.jpg URL), "
+                                       "a raw image body, or name a stored one (-F source=NAME).")
         if spooled is None:
             label = (fields.get("source") or "").strip()
             if not label:
-                raise HTTPError(400, "No source image: upload one (curl -F image=@photo.jpg URL) "
-                                "or name a stored file (-F source=photos/a.jpg).")
+                raise BadRequest("No source image: upload one (curl -F image=@photo.jpg URL) "
+                                 "or name a stored file (-F source=photos/a.jpg).")
             with store.open(label) as fp:
                 spooled = spool(fp, limits.max_archive)
         return fields, label, spooled
@@ -230,8 +220,8 @@ def _read_source(store: Store, limits: Limits) -> tuple[dict[str, str], str, Bin
         raise
 
 
-def post_mosaic(store: Store):
-    index, limits = tile_index(store), _limits()
+def post_mosaic(ctx: Context, store: Store):
+    index, limits = ctx.state["index"], ctx.state["limits"]
     fields, label, spooled = _read_source(store, limits)
     parts = request.urlparts
     site = f"{parts.scheme}://{parts.netloc}"  # the job thread has no request
@@ -263,7 +253,7 @@ def post_mosaic(store: Store):
 
     try:
         if wants_async():
-            job, spooled = _jobs().submit("mosaic", work, spooled.close), None
+            job, spooled = ctx.state["jobs"].submit("mosaic", work, spooled.close), None
             return accepted(job)
         result = work(None)
     finally:
@@ -274,7 +264,7 @@ def post_mosaic(store: Store):
     return json_response(result, 201, Location=result["url"])
 
 
-def mosaic_page(store: Store):
+def mosaic_page(ctx: Context, store: Store):
     """The form: a stored image or an upload, the parameters; and a result."""
     images = []
     for after in (None, "tiles/\U0010ffff"):  # everything but the tile library
@@ -295,39 +285,75 @@ def mosaic_page(store: Store):
                   mosaics=[n for n in images if n.startswith("mosaics/")],
                   selected=source if source in images else "", result=result, info=info,
                   source=source, result_url=file_url(result, absolute=False) if result else "",
-                  tiles=index_count(store), params=Params(), limits=_limits(),
+                  tiles=ctx.state["index"].count(), params=Params(),
+                  limits=ctx.state["limits"],
                   format_size=format_size, quote=quote)
 
 
-def index_count(store: Store) -> int | None:
-    index = store.capability("tile_index")
-    return None if index is None else index.count()
-
-
-def get_job(job_id: str):
-    job = _jobs().get(job_id)
+def get_job(ctx: Context, job_id: str):
+    job = ctx.state["jobs"].get(job_id)
     if job is None:
-        raise HTTPError(404, f"No job {job_id!r}: jobs are kept in memory for an hour "
-                        "and forgotten when the server restarts.")
+        raise NotFound(f"No job {job_id!r}: finished jobs are kept for an hour.")
     if wants_html():
         response.content_type = "text/html; charset=utf-8"
         return render("mosaic_job", job=job.to_dict(), file_url=file_url, quote=quote)
     return json_response(job.to_dict())
 
 
-def install(app: Bottle) -> None:
-    app.config.setdefault("mosaic.limits", Limits())
-    app.config.setdefault("mosaic.jobs", Jobs())
-    app.route("/mosaic", "POST", post_mosaic)
-    app.route("/mosaic", "GET", mosaic_page)
-    app.route("/mosaic/jobs/<job_id>", "GET", get_job)
-    app.route("/mosaic/tiles", "POST", post_tiles)
-    app.route("/mosaic/tiles", "GET", list_tiles)
-    app.route("/mosaic/tiles/<tile_id>", "DELETE", delete_tile)
-    app.route("/mosaic/tiles/<tile_id>", "POST", post_tile)
-    # links in every page's header (views/base.tpl)
-    app.config["fileserver.nav"] = (*(app.config.get("fileserver.nav") or ()),
-                                    ("/mosaic", "make a mosaic"), ("/mosaic/tiles", "mosaic tiles"))
-    from fileserver.openapi import PLUGIN_PARTS  # the routes' description in /openapi.json
-    from .openapi import PART
-    app.config[PLUGIN_PARTS] = (*(app.config.get(PLUGIN_PARTS) or ()), PART)
+def _bytes(text: str) -> int:
+    limit = size(text)
+    if limit is None:
+        raise ValueError(f"{text!r}: a bound is needed here (no 0 or none)")
+    return limit
+
+
+#: ``[plugin.mosaic]`` options: the bounds of ``Limits``, by the same names
+OPTIONS = {name: Option(_bytes if name in ("max_archive", "max_entry", "max_total") else
+                        whole(1, 10**12), getattr(Limits, name), help)
+           for name, help in [
+               ("max_archive", "bytes of one ZIP or image upload"),
+               ("max_entries", "entries in one ZIP"),
+               ("max_entry", "uncompressed bytes of one ZIP entry"),
+               ("max_total", "uncompressed bytes of all entries of one ZIP"),
+               ("max_ratio", "uncompressed / compressed, for entries over 1 MiB"),
+               ("max_pixels", "width x height of one image (tile or source)"),
+               ("max_tile", "mosaic tile edge in pixels"),
+               ("max_cols", "mosaic cells across"),
+               ("max_output_pixels", "width x height of one mosaic")]}
+OPTIONS["job_stale_after"] = Option(seconds(0.5, 86400), STALE, "seconds without a heartbeat "
+                                    "after which a job's process is taken for dead")
+
+
+class Mosaic(Feature):
+    """The mosaic plugin, as the core sees it (``fileserver.features``)."""
+
+    name = "mosaic"
+    collections = (TILES, JOBS)
+    options = OPTIONS
+    nav = (("/mosaic", "make a mosaic"), ("/mosaic/tiles", "mosaic tiles"))
+
+    def openapi(self):
+        from .openapi import PART  # the routes' description in /openapi.json
+
+        return PART
+
+    def startup(self, ctx: Context) -> None:
+        limits = {k: v for k, v in ctx.options.items() if k != "job_stale_after"}
+        ctx.state.update(limits=Limits(**limits), index=TileIndex(ctx.documents),
+                         jobs=Jobs(ctx.documents, stale=ctx.options["job_stale_after"]))
+
+    def routes(self, app: Bottle, ctx: Context) -> None:
+        for path, method, callback in [
+                ("/mosaic", "POST", post_mosaic), ("/mosaic", "GET", mosaic_page),
+                ("/mosaic/jobs/<job_id>", "GET", get_job),
+                ("/mosaic/tiles", "POST", post_tiles), ("/mosaic/tiles", "GET", list_tiles),
+                ("/mosaic/tiles/<tile_id>", "DELETE", delete_tile),
+                ("/mosaic/tiles/<tile_id>", "POST", post_tile)]:
+            app.route(path, method, functools.partial(callback, ctx))
+
+    def shutdown(self, ctx: Context) -> None:
+        if "jobs" in ctx.state:
+            ctx.state["jobs"].close()
+
+
+plugin = Mosaic()

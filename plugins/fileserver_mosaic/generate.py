@@ -20,11 +20,13 @@ from typing import BinaryIO, Callable, Mapping
 import numpy as np
 from PIL import Image
 
+from fileserver.documents import counting
+from fileserver.errors import BadRequest, Conflict, TooLarge
 from fileserver.store import Store
 
 from .features import AB_MIN, AB_SPAN, AB_STEPS, L_STEPS, normalise, srgb_to_lab
 from .index import GRID, TileIndex, tile_file
-from .ingest import Limits, Refused, Skip, decode
+from .ingest import Limits, Skip, decode
 
 FORMATS = {"jpeg": ("JPEG", "image/jpeg", "jpg"), "png": ("PNG", "image/png", "png")}
 #: Lightness weighs this much more than a/b in squared distance: structure
@@ -57,15 +59,15 @@ class Params:
             try:
                 value = int(raw)
             except ValueError:
-                raise Refused(f"{key} must be a whole number, not {raw!r}.") from None
+                raise BadRequest(f"{key} must be a whole number, not {raw!r}.") from None
             if not low <= value <= high:
-                raise Refused(f"{key} must be between {low} and {high}, not {value}.")
+                raise BadRequest(f"{key} must be between {low} and {high}, not {value}.")
             return value
 
         fmt = (fields.get("format") or "jpeg").strip().lower()
         fmt = {"jpg": "jpeg"}.get(fmt, fmt)
         if fmt not in FORMATS:
-            raise Refused(f"format must be jpeg or png, not {fmt!r}.")
+            raise BadRequest(f"format must be jpeg or png, not {fmt!r}.")
         return cls(tile=number("tile", cls.tile, 4, limits.max_tile),
                    cols=number("cols", cls.cols, 1, limits.max_cols),
                    max_repeats=number("max_repeats", cls.max_repeats, 0, 1_000_000),
@@ -97,8 +99,7 @@ def load_source(fp: BinaryIO, label: str, limits: Limits) -> Image.Image:
     try:
         image = decode(fp, limits, None)
     except Skip as skip:
-        status = 413 if str(skip).startswith("decompression bomb") else 400
-        raise Refused(f"{label}: {skip}.", status) from None
+        raise (TooLarge if skip.too_large else BadRequest)(f"{label}: {skip}.") from None
     return normalise(image, size=max(image.size))
 
 
@@ -108,13 +109,13 @@ def grid_size(source: Image.Image, params: Params, limits: Limits) -> tuple[int,
     width, height = source.size
     rows = max(1, round(params.cols * height / width))
     if rows > limits.max_cols * 8:
-        raise Refused(f"The source is too tall for {params.cols} columns ({rows} rows); "
-                      "use more columns or crop it.")
+        raise BadRequest(f"The source is too tall for {params.cols} columns ({rows} rows); "
+                         "use more columns or crop it.")
     pixels = params.cols * rows * params.tile ** 2
     if pixels > limits.max_output_pixels:
-        raise Refused(f"The mosaic would be {params.cols * params.tile}x{rows * params.tile} "
-                      f"pixels, more than the limit of {limits.max_output_pixels}; "
-                      "lower cols or tile.", 413)
+        raise TooLarge(f"The mosaic would be {params.cols * params.tile}x{rows * params.tile} "
+                       f"pixels, more than the limit of {limits.max_output_pixels}; "
+                       "lower cols or tile.")
     return params.cols, rows
 
 
@@ -178,10 +179,10 @@ def gather(index: TileIndex, means: np.ndarray, cells: int, max_repeats: int,
             wanted[l0:l1 + 1, a0:a1 + 1, b0:b1 + 1] = True
         new = wanted & ~asked
         if new.any():
-            before = index.records_read
-            found = index.candidates([int(b) for b in np.flatnonzero(new)])
-            stats.queries += 1
-            stats.records_read += index.records_read - before
+            with counting() as query:
+                found = index.candidates([int(b) for b in np.flatnonzero(new)])
+            stats.queries += query.queries
+            stats.records_read += query.read
             asked |= new
             for tile_id, feats in found:
                 ids.append(tile_id)
@@ -197,15 +198,15 @@ def gather(index: TileIndex, means: np.ndarray, cells: int, max_repeats: int,
             pending = pending[seen[which] < ENOUGH]
         margin *= 2
     if not ids:
-        raise Refused("The tile library is empty: add tiles first (POST /mosaic/tiles).", 409)
+        raise Conflict("The tile library is empty: add tiles first (POST /mosaic/tiles).")
     if max_repeats and len(ids) * max_repeats < cells:
-        raise Refused(f"The library has {len(ids)} tiles; with max_repeats={max_repeats} they "
-                      f"fill at most {len(ids) * max_repeats} of the {cells} cells. "
-                      "Raise max_repeats, use fewer columns or add tiles.", 409)
+        raise Conflict(f"The library has {len(ids)} tiles; with max_repeats={max_repeats} they "
+                       f"fill at most {len(ids) * max_repeats} of the {cells} cells. "
+                       "Raise max_repeats, use fewer columns or add tiles.")
     stale = sum(len(v) != GRID * GRID * 3 for v in vectors)
     if stale:
-        raise Refused(f"{stale} tiles were indexed by an older version with other features; "
-                      "delete them and add them again.", 409)
+        raise Conflict(f"{stale} tiles were indexed by an older version with other features; "
+                       "delete them and add them again.")
     return ids, np.asarray(vectors, dtype=np.float64)
 
 

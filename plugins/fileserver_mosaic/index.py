@@ -1,9 +1,10 @@
-"""The one small interface between the mosaic plugin and a backend's tile index.
+"""The mosaic's tile index, kept in the active backend's documents.
 
-Each storage backend provides it natively (``store.capability("tile_index")``):
-the embedded store an SQLite table, later CouchDB a view and MongoDB an
-indexed collection. The mosaic plugin only talks to this interface, so
-matching runs as a few batched index queries whatever the backend.
+One document per tile in the collection ``tiles``, its field ``bucket``
+declared indexed, so ``candidates`` is ONE native indexed query for a whole
+batch of buckets whatever the backend (SQLite ``IN`` on an expression
+index, CouchDB ``POST _view/... {"keys": [...]}``, MongoDB ``$in``). No
+backend knows what a tile is: this module is the only place that does.
 
 Tile ids are the sha256 of the normalised tile's pixels (size + RGB bytes):
 content-addressed, so a duplicate is found with one indexed lookup and
@@ -14,11 +15,13 @@ one tile), and independent of JPEG encoder versions. The stored file is
 
 from __future__ import annotations
 
-import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+from fileserver.documents import CollectionSpec, DocumentExists, Documents
+
 GRID = 2  # the sub-grid is GRID x GRID cells (Lab quadrants)
+COLLECTION = CollectionSpec("tiles", ("bucket",))
 
 
 def tile_file(tile_id: str) -> str:
@@ -52,48 +55,62 @@ class TileRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class TileIndex(abc.ABC):
-    """A backend's tile index. Implementations must be thread-safe.
+class TileIndex:
+    """The tile library's index on the documents contract; thread-safe (they are).
 
-    ``records_read`` counts the feature records handed out by ``page`` and
-    ``candidates``, so tests can prove matching reads a fraction of the
-    library rather than all of it.
+    Figures of what a call read come from ``fileserver.documents.counting()``
+    around it, per thread, so two mosaics made at once report their own.
     """
 
-    records_read: int = 0
+    def __init__(self, documents: Documents):
+        self.documents = documents
+        documents.declare(COLLECTION.name, COLLECTION.indexed)
 
-    @abc.abstractmethod
+    @staticmethod
+    def _features(body: dict[str, Any]) -> Features:
+        # JSON numbers may come back as int where the fraction is 0: floats, as stored.
+        return Features(lab=tuple(float(v) for v in body["lab"]),
+                        grid=tuple(float(v) for v in body["grid"]), bucket=int(body["bucket"]))
+
+    def _record(self, doc) -> TileRecord:
+        return TileRecord(doc.id, self._features(doc.body), dict(doc.body.get("meta") or {}))
+
     def add(self, tile_id: str, features: Features, meta: dict[str, Any]) -> bool:
         """Record a tile; False (and no change) if the id is already there."""
+        try:
+            self.documents.create(COLLECTION.name, tile_id, {
+                "bucket": int(features.bucket), "lab": [float(v) for v in features.lab],
+                "grid": [float(v) for v in features.grid], "meta": dict(meta)})
+        except DocumentExists:
+            return False  # perhaps added a moment ago by another writer
+        return True
 
-    @abc.abstractmethod
     def remove(self, tile_id: str) -> bool:
         """Forget a tile; False if it was not there."""
+        return self.documents.delete(COLLECTION.name, tile_id)
 
-    @abc.abstractmethod
     def get(self, tile_id: str) -> TileRecord | None:
-        """One tile's record, or None."""
+        found = self.documents.get(COLLECTION.name, tile_id)
+        return self._record(found) if found else None
 
-    @abc.abstractmethod
     def count(self) -> int:
-        """How many tiles the library holds."""
+        return self.documents.count(COLLECTION.name)
 
-    @abc.abstractmethod
     def page(self, after: str | None, limit: int) -> list[TileRecord]:
         """Up to ``limit`` tiles with ids > ``after``, in id order."""
+        return [self._record(d) for d in self.documents.page(COLLECTION.name, after, limit)]
 
-    @abc.abstractmethod
     def candidates(self, buckets: list[int]) -> list[tuple[str, Features]]:
         """All tiles in any of ``buckets``, in ONE query (not one per bucket)."""
+        found = self.documents.find(COLLECTION.name, "bucket", sorted({int(b) for b in buckets}))
+        return [(d.id, self._features(d.body)) for d in found]
 
     def has_sha256(self, sha: str) -> str | None:
         """The id of the tile with this content hash, or None (ids are hashes)."""
-        return sha if self.get(sha) is not None else None
+        return sha if self.documents.get(COLLECTION.name, sha) is not None else None
 
     def refresh(self) -> None:
-        """Bring the index up to date after many adds, where the backend
-        builds it lazily (a CouchDB view), so the cost falls on the import
-        rather than on the next mosaic. Nothing to do elsewhere."""
-
-    def close(self) -> None:
-        """Release connections."""
+        """Bring the index up to date after many adds, where the backend builds
+        it lazily (a CouchDB view is updated by the next query that reads it),
+        so the cost falls on the import rather than on the next mosaic."""
+        self.documents.find(COLLECTION.name, "bucket", [-1])

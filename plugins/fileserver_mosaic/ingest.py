@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable
 
 from PIL import Image, UnidentifiedImageError
 
-from fileserver.errors import StoreError, TooLarge
+from fileserver.errors import BadRequest, TooLarge
 from fileserver.store import Store, format_size
 
 from .features import TILE_SIZE, features, normalise, square
@@ -44,7 +44,7 @@ FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on one upload; ``app.config["mosaic.limits"]`` overrides them."""
+    """Bounds on one upload; ``[plugin.mosaic]`` options of the same names set them."""
 
     max_archive: int = 2 << 30        # bytes of ZIP (or image) uploaded
     max_entries: int = 20_000         # entries in one ZIP
@@ -57,16 +57,13 @@ class Limits:
     max_output_pixels: int = 40_000_000  # width * height of one mosaic
 
 
-class Refused(StoreError):
-    """The whole upload is refused (not just one entry skipped)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
 class Skip(Exception):
-    """This entry is skipped; the message is the reason."""
+    """This entry is skipped; the message is the reason. ``too_large``: it was
+    refused for its size (a source image so refused is a 413, not a 400)."""
+
+    def __init__(self, reason: str, *, too_large: bool = False):
+        super().__init__(reason)
+        self.too_large = too_large
 
 
 @dataclass
@@ -87,7 +84,7 @@ def spool(source: BinaryIO, limit: int, length: int | None = None) -> BinaryIO:
     """Copy ``source`` to an anonymous temporary file in chunks, at most
     ``limit`` bytes (413 past it); returns the file rewound."""
     if length is not None and length > limit:
-        raise Refused(f"The upload is {format_size(length)}; the limit is {format_size(limit)}.", 413)
+        raise TooLarge(f"The upload is {format_size(length)}; the limit is {format_size(limit)}.")
     out = tempfile.TemporaryFile(prefix="mosaic-")
     size = 0
     try:
@@ -98,7 +95,7 @@ def spool(source: BinaryIO, limit: int, length: int | None = None) -> BinaryIO:
                 break
             size += len(data)
             if size > limit:
-                raise Refused(f"The upload is larger than the limit of {format_size(limit)}.", 413)
+                raise TooLarge(f"The upload is larger than the limit of {format_size(limit)}.")
             out.write(data)
     except BaseException:
         out.close()
@@ -118,7 +115,7 @@ def decode(fp: BinaryIO, limits: Limits, draft: tuple[int, int] | None) -> Image
             width, height = image.size
             if width * height > limits.max_pixels:
                 raise Skip(f"decompression bomb: {width}x{height} pixels is more than "
-                           f"the limit of {limits.max_pixels}")
+                           f"the limit of {limits.max_pixels}", too_large=True)
             if draft:
                 image.draft(None, draft)
             image.load()
@@ -129,7 +126,7 @@ def decode(fp: BinaryIO, limits: Limits, draft: tuple[int, int] | None) -> Image
         raise Skip("not an image (or a format not accepted: "
                    + ", ".join(FORMATS) + ")") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Skip(f"decompression bomb: {exc}") from None
+        raise Skip(f"decompression bomb: {exc}", too_large=True) from None
     except Exception as exc:  # hostile bytes break decoders in many ways
         raise Skip(f"corrupt or truncated image: {type(exc).__name__}: {exc}") from None
 
@@ -252,12 +249,12 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
     try:
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise Refused(f"Not a readable ZIP archive: {exc}") from None
+        raise BadRequest(f"Not a readable ZIP archive: {exc}") from None
     with archive, ThreadPoolExecutor(DECODERS) as decoders, ThreadPoolExecutor(WRITERS) as writers:
         entries = archive.infolist()
         if len(entries) > limits.max_entries:
-            raise Refused(f"The archive has {len(entries)} entries; the limit is "
-                          f"{limits.max_entries}.", 413)
+            raise TooLarge(f"The archive has {len(entries)} entries; the limit is "
+                           f"{limits.max_entries}.")
         _check_small_entries_ratio(entries, fp.seek(0, io.SEEK_END), limits)
         decoding: deque = deque()  # (label, size, future of Prepared)
         storing: deque = deque()   # (label, future of tile id)
@@ -321,9 +318,9 @@ def _check_small_entries_ratio(entries: list[zipfile.ZipInfo], archive_size: int
     zipfile never yields more than an entry's declared size."""
     small = sum(i.file_size for i in entries if i.file_size <= 1 << 20)
     if small > max(IN_FLIGHT, limits.max_ratio * archive_size):
-        raise Refused(f"The archive's small entries expand to {format_size(small)} from "
-                      f"{format_size(archive_size)}, more than the limit of "
-                      f"{limits.max_ratio}:1 (zip bomb?); nothing was stored.", 413)
+        raise TooLarge(f"The archive's small entries expand to {format_size(small)} from "
+                       f"{format_size(archive_size)}, more than the limit of "
+                       f"{limits.max_ratio}:1 (zip bomb?); nothing was stored.")
 
 
 def _decode_entry(data: bytes, limits: Limits) -> Prepared:
@@ -338,7 +335,7 @@ def ingest_image(fp: BinaryIO, label: str, store: Store, index: TileIndex, limit
     try:
         report.added.append(add_tile(load_tile(fp, limits), label, store, index, owner))
     except Skip as skip:
-        if str(skip).startswith("decompression bomb"):
+        if skip.too_large:
             raise TooLarge(f"{label}: {skip}; nothing was stored.") from None
         report.skip(label, str(skip))
     return report

@@ -115,7 +115,7 @@ PATHS = {
                       "headers": {"Location": header("The stored mosaic's URL.")}},
                 202: ACCEPTED,
                 303: redirect("Browser forms go to the page showing the result."),
-            }, 400, 404, 409, 413, 415, 501),
+            }, 400, 404, 409, 413, 415),
         },
     },
     "/mosaic/jobs/{job_id}": {"get": {
@@ -130,7 +130,7 @@ PATHS = {
                                query("after", "The cursor: tiles after this id."), FORMAT],
                 "responses": responses({200: {"description": "One page of tiles.",
                                               "content": {**json_content(TILES), **HTML}}},
-                                       400, 501)},
+                                       400)},
         "post": {
             "summary": "Add tiles from a ZIP or images", "operationId": "addTiles",
             "parameters": [PREFER],
@@ -144,13 +144,13 @@ PATHS = {
                 200: {"description": "Nothing new was added (see skipped).",
                       "content": json_content(REPORT)},
                 202: ACCEPTED, 303: GALLERY_BACK,
-            }, 400, 413, 415, 501),
+            }, 400, 413, 415),
         },
     },
     "/mosaic/tiles/{tile_id}": {
         "parameters": [path_param("tile_id", "The tile's id (sha256 of its pixels).")],
         "delete": {"summary": "Remove a tile", "operationId": "deleteTile",
-                   "responses": responses({204: {"description": "Removed."}}, 404, 501)},
+                   "responses": responses({204: {"description": "Removed."}}, 404)},
         "post": {"summary": "Remove a tile from a form (_method=DELETE)",
                  "operationId": "deleteTileForm",
                  "requestBody": {"required": True, "content": form(
@@ -158,7 +158,7 @@ PATHS = {
                       "after": {"type": "string", "description": "The gallery page to go "
                                                                  "back to."}}, ("_method",))},
                  "responses": responses({204: {"description": "Removed."}, 303: GALLERY_BACK},
-                                        404, 405, 501)},
+                                        404, 405)},
     },
 }
 
