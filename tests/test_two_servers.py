@@ -103,8 +103,8 @@ def test_two_processes_agree(pair):
     assert sixth.status_code == 429 and int(sixth.headers["Retry-After"]) >= 1
 
 
-def test_a_job_whose_process_died_is_reported_failed(pair):
-    a, b = pair
+def running_job(a, b) -> tuple[requests.Session, str]:
+    """A long tile import started on ``a``, seen running from ``b``: (session, b's job URL)."""
     alice = requests.Session()
     alice.auth = ("alice", PASSWORD)
     job = alice.post(a.url + "mosaic/tiles", data=tiles_zip(400), timeout=60,
@@ -113,6 +113,12 @@ def test_a_job_whose_process_died_is_reported_failed(pair):
     url = b.url + job.headers["Location"].lstrip("/")
     running = poll(alice, url, lambda s: s["state"] == "running" and s["done"] > 0, timeout=60)
     assert running["state"] == "running", running
+    return alice, url
+
+
+def test_a_job_whose_process_died_is_reported_failed(pair):
+    a, b = pair
+    alice, url = running_job(a, b)
     a.process.send_signal(signal.SIGKILL)
     a.process.wait(10)
     state = poll(alice, url, lambda s: s["state"] != "running", timeout=30)
@@ -124,13 +130,7 @@ def test_a_job_of_a_server_stopped_cleanly_is_failed_at_once(pair):
     """SIGTERM: the plugin's shutdown hook records the unfinished job as failed,
     without waiting for its heartbeat to go stale."""
     a, b = pair
-    alice = requests.Session()
-    alice.auth = ("alice", PASSWORD)
-    job = alice.post(a.url + "mosaic/tiles", data=tiles_zip(400), timeout=60,
-                     headers={"Content-Type": "application/zip", "Prefer": "respond-async"})
-    assert job.status_code == 202, job.text
-    url = b.url + job.headers["Location"].lstrip("/")
-    poll(alice, url, lambda s: s["state"] == "running" and s["done"] > 0, timeout=60)
+    alice, url = running_job(a, b)
     assert a.stop(signal.SIGTERM) == 0
     state = alice.get(url, headers={"Accept": "application/json"}, timeout=30).json()
     assert state["state"] == "failed" and state["status"] == 503, state
