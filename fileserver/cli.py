@@ -13,46 +13,68 @@ from .config import load_settings
 from .errors import ConfigError, Error
 
 
+def _store_options(what: str = "the store") -> argparse.ArgumentParser:
+    """--config, --backend and --data-dir, for every command that opens a store.
+    SUPPRESS: given at any level (``user --config X add`` or ``user add --config X``),
+    a value is kept; an inner parser's default never overwrites an outer value."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", default=argparse.SUPPRESS,
+                         help=f"INI file naming {what} (default: $FILESERVER_CONFIG)")
+    options.add_argument("--backend", default=argparse.SUPPRESS,
+                         help="storage backend name (default: from the config, else embedded)")
+    options.add_argument("--data-dir", default=argparse.SUPPRESS,
+                         help="where the embedded store keeps data (default ./fileserver-data)")
+    return options
+
+
+def _settings(args: argparse.Namespace, **overrides):
+    """Settings from the command's --config, --backend, --data-dir (and ``overrides``)."""
+    return load_settings(getattr(args, "config", None), overrides={
+        "backend": getattr(args, "backend", None), "data_dir": getattr(args, "data_dir", None),
+        **overrides})
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="fileserver", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fileserver {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--config", help="INI file (default: $FILESERVER_CONFIG)")
+    store = _store_options()
+    serve = commands.add_parser("serve", help="run the HTTP server", parents=[store])
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", help="port (default 8080; 0 picks a free one)")
-    serve.add_argument("--backend", help="storage backend name (default embedded)")
-    serve.add_argument("--data-dir", help="where the embedded store keeps data")
     serve.add_argument("--max-upload-size", help="largest request body, e.g. 500M, 2G; 0 = none")
     serve.add_argument("--threads", help="worker threads (default 8)")
     commands.add_parser("backends", help="list the installed storage backends")
-    move = commands.add_parser("migrate", help="copy every file into the store another "
-                               "config file names (resumable)")
-    move.add_argument("--config", help="the source: INI file (default: $FILESERVER_CONFIG)")
+    move = commands.add_parser("migrate", help="copy every file and document into the store "
+                               "another config file names (resumable)",
+                               parents=[_store_options("the source")])
     move.add_argument("--to-config", required=True, help="INI file naming the destination")
     init = commands.add_parser("init-db", help="create the backend's database, indexes "
-                               "and permissions (safe to run twice)")
-    init.add_argument("--config", help="INI file (default: $FILESERVER_CONFIG)")
-    init.add_argument("--backend", help="storage backend name (default: from the config)")
-    init.add_argument("--data-dir", help="where the embedded store keeps data")
+                               "and permissions (safe to run twice)", parents=[store])
     init.add_argument("--admin-url", help="credentials allowed to create databases, "
                       "e.g. http://admin:secret@127.0.0.1:5984/ (default: the configured url)")
-    user = commands.add_parser("user", help="manage accounts (kept in the backend)")
-    user.add_argument("--config", help="INI file (default: $FILESERVER_CONFIG)")
+    user = commands.add_parser("user", help="manage accounts (kept in the backend)",
+                               parents=[store])
     actions = user.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="create a user")
+    add = actions.add_parser("add", help="create a user", parents=[store])
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="writer", help="default: writer")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input instead of asking")
-    passwd = actions.add_parser("passwd", help="set a new password (ends the user's sessions)")
+    passwd = actions.add_parser("passwd", help="set a new password (ends the user's sessions)",
+                                parents=[store])
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input instead of asking")
-    token = actions.add_parser("token", help="print a new API token for the user")
+    token = actions.add_parser("token", help="print a new API token for the user",
+                               parents=[store])
     token.add_argument("name")
     token.add_argument("--label", default="", help="what the token is for")
-    actions.add_parser("list", help="list users and their roles")
-    remove = actions.add_parser("remove", help="remove a user and their tokens")
+    actions.add_parser("list", help="list users and their roles", parents=[store])
+    remove = actions.add_parser("remove", help="remove a user and their tokens",
+                                parents=[store])
     remove.add_argument("name")
     return parser
 
@@ -66,9 +88,8 @@ def serve(args: argparse.Namespace) -> int:
     from .server import limit_malloc_arenas, make_server, server_url
 
     limit_malloc_arenas()  # before any thread (drivers start theirs in create_app)
-    overrides = {key: getattr(args, key) for key in
-                 ("host", "port", "backend", "data_dir", "max_upload_size", "threads")}
-    settings = load_settings(args.config, overrides=overrides)
+    settings = _settings(args, **{key: getattr(args, key) for key in
+                                  ("host", "port", "max_upload_size", "threads")})
     app = create_app(settings)
     try:
         server = make_server(app, settings)
@@ -92,8 +113,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def init_db(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, overrides={"backend": args.backend,
-                                                     "data_dir": args.data_dir})
+    settings = _settings(args)
     from .features import Feature, all_collections, init_db_lines, installed_features
 
     cls, features = load_backend(settings.backend), installed_features()
@@ -114,7 +134,7 @@ def migrate(args: argparse.Namespace) -> int:
     from .backends import open_store
     from .migrate import migrate as run
 
-    source_settings = load_settings(args.config)
+    source_settings = _settings(args)
     target_settings = load_settings(args.to_config, env={})
     source = open_store(source_settings)
     try:
@@ -149,9 +169,12 @@ def _password(args: argparse.Namespace) -> str:
 def user(args: argparse.Namespace) -> int:
     from .accounts import Accounts
 
-    settings = load_settings(args.config)
+    settings = _settings(args)
     documents = load_backend(settings.backend).open_documents(
         settings, settings.options_for(settings.backend))
+    # On standard error: `user token` prints only the token on standard output.
+    print(f"fileserver: accounts of the {settings.backend} backend at {documents.location}",
+          file=sys.stderr, flush=True)
     accounts = Accounts(documents)
     try:
         if args.action == "add":

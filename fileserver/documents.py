@@ -139,6 +139,9 @@ class Documents(abc.ABC):
     ordinary document (readers decide what a stale one means).
     """
 
+    #: Where the documents live, for people (no passwords); set by backends.
+    location: str = ""
+
     def __init__(self) -> None:
         self._specs: dict[str, CollectionSpec] = {}
 

@@ -34,6 +34,7 @@ class MemoryDocuments(Documents):
         super().__init__()
         self._space = _space(name)
         self._lock = self._space["lock"]
+        self.location = f"memory:{name}"
 
     def _coll(self, spec) -> dict[str, tuple[str, dict, float | None]]:
         return self._space["collections"].setdefault(spec.name, {})

@@ -272,3 +272,32 @@ def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch):
     assert limit_malloc_arenas() is False
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_version():
+    from fileserver import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"fileserver {__version__}"
+
+
+def test_store_options_go_anywhere_after_the_command(tmp_path):
+    """--config, --backend and --data-dir work after `user` or after its action,
+    and a user command says which store it touched."""
+    data = tmp_path / "d"
+    (tmp_path / "f.ini").write_text(f"[fileserver]\ndata_dir = {data}\n")
+    config = str(tmp_path / "f.ini")
+    for argv in (["user", "add", "ann", "--role", "admin", "--password-stdin", "--config", config],
+                 ["user", "--config", config, "add", "ben", "--password-stdin"],
+                 ["user", "add", "cat", "--data-dir", str(data), "--password-stdin"]):
+        result = subprocess.run([sys.executable, "-m", "fileserver", *argv],
+                                input="long-enough-pw\n", capture_output=True, text=True,
+                                timeout=60, env={k: v for k, v in os.environ.items()
+                                                 if not k.startswith("FILESERVER_")})
+        assert result.returncode == 0, (argv, result.stderr)
+        assert f"accounts of the embedded backend at {data}" in result.stderr
+    listed = run_cli("user", "list", "--backend", "embedded", "--data-dir", str(data))
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["ann", "ben", "cat"]
+    token = run_cli("user", "token", "ann", "--config", config)
+    assert re.fullmatch(r"[0-9a-f]{16}\.\S+\n", token.stdout)  # only the token on stdout
+    assert run_cli("init-db", "--data-dir", str(data)).returncode == 0

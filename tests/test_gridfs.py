@@ -29,9 +29,9 @@ from fileserver import Settings
 from fileserver.config import mask_password as mask_uri
 from fileserver.errors import BackendUnavailable, IncompleteUpload, TooLarge
 from fileserver.features import all_collections
+from fileserver.testing.store_contract import Source
 from fileserver_gridfs import GridFSStore
 from servers import start_mongodb
-from test_store_contract import Source
 
 CHUNK = gridfs.DEFAULT_CHUNK_SIZE
 

@@ -96,6 +96,7 @@ class CouchDocuments(Documents):
         super().__init__()
         self._store, self._owns = store, owns_store
         self._db = store._db
+        self.location = store.location
         self._views: dict[str, dict] | None = None
         self._warned: set[str] = set()
 

@@ -45,6 +45,7 @@ class SQLiteDocuments(Documents):
     def __init__(self, path: str | Path, *, fsync: bool = True):
         super().__init__()
         self.path = Path(path)
+        self.location = str(self.path.parent)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -58,8 +58,10 @@ class MongoDocuments(Documents):
     """pymongo is thread-safe; errors go through the store's boundary."""
 
     def __init__(self, database: Database, bucket: str, write_concern: WriteConcern,
-                 boundary: AbstractContextManager, closer: Callable[[], None] | None = None):
+                 boundary: AbstractContextManager, closer: Callable[[], None] | None = None,
+                 location: str = ""):
         super().__init__()
+        self.location = location
         self._database, self._bucket, self._concern = database, bucket, write_concern
         self._boundary, self._closer = boundary, closer
 

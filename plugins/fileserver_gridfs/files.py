@@ -258,14 +258,14 @@ class GridFSStore(Store):
     def _open_documents(cls, settings, options):
         store = cls(options["uri"], database=options["database"], bucket=options["bucket"])
         return MongoDocuments(store._db, store._bucket_name, store._durable, store._boundary,
-                              store.close)
+                              store.close, store.location)
 
     def documents(self):
         """Collections ``<bucket>.docs.*`` (see documents.py), sharing this store's client."""
         with self._lock:
             if self._documents is None:
                 self._documents = MongoDocuments(self._db, self._bucket_name, self._durable,
-                                                 self._boundary)
+                                                 self._boundary, location=self.location)
             return self._documents
 
     def close(self) -> None:
