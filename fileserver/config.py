@@ -41,6 +41,12 @@ def mask_password(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{tail}"
 
 
+def _access_log(value: str) -> str:
+    """``off``, ``stdout`` or the path of a file to append to."""
+    text = parse_text(value)
+    return text.lower() if text.lower() in ("off", "stdout") else parse_path(text)
+
+
 def _host_patterns(text: str) -> tuple[str, ...]:
     """``"a.org, *.b.org"`` -> ("a.org", "*.b.org"); ``*`` alone allows any host."""
     hosts = tuple(h.lower().rstrip(".") for h in re.split(r"[\s,]+", str(text)) if h)
@@ -61,6 +67,7 @@ KEYS: dict[str, Callable[[str], Any]] = {
     "threads": whole(1, 256, "thread count"),
     "anonymous": choice("none", "read", "write"),
     "trusted_proxy": parse_text,
+    "access_log": _access_log,
     # POST /files/ url=...: the server fetches a URL (fileserver/fetch.py)
     "url_import": on_off,
     "url_import_hosts": _host_patterns,
@@ -83,6 +90,8 @@ class Settings:
     anonymous: str | None = None
     #: the address of a reverse proxy whose X-Forwarded-* headers are believed
     trusted_proxy: str | None = None
+    #: one line per request: off, stdout or a file's path
+    access_log: str = "stdout"
     url_import: bool = False
     url_import_hosts: tuple[str, ...] = ()
     url_import_private: bool = False

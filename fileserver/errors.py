@@ -109,6 +109,12 @@ class BackendUnavailable(StoreError, ConnectionError):
     status = 503
 
 
+class InsufficientStorage(StoreError):
+    """The disk or the database's quota is full; nothing was stored."""
+
+    status = 507
+
+
 class NotSetUp(StoreError):
     """The database lacks something ``fileserver init-db`` installs (a view, an index)."""
 

@@ -50,6 +50,7 @@ ERRORS = {
     502: "The remote server answered with an error.",
     503: "The storage backend cannot be reached; try again later.",
     504: "The remote server did not answer in time.",
+    507: "The disk or the database's quota is full; nothing was stored.",
 }
 
 
@@ -221,7 +222,7 @@ def core_paths() -> dict[str, dict]:
     uploaded = {201: {"description": "Stored; the list of files stored (URL imports: one).",
                       "content": FILE_INFOS},
                 303: redirect("Browser forms go back to the folder's listing.")}
-    upload_errors = (400, 413, 415, 502, 504)  # 403 (shared): URL imports off, host refused
+    upload_errors = (400, 413, 415, 502, 504, 507)  # 403 (shared): URL imports off, host refused
     return {
         "/": {"get": {"summary": "The listing's page", "operationId": "root",
                       "responses": responses({302: redirect("To /files/ (HTTP/1.0)."),
@@ -287,7 +288,7 @@ def core_paths() -> dict[str, dict]:
                         201: {"description": "Stored under a new name.", "content": FILE_INFO,
                               "headers": {"Location": header("The file's URL.")}},
                         200: {"description": "Replaced.", "content": FILE_INFO},
-                    }, 400, 413)},
+                    }, 400, 413, 507)},
             "delete": {"summary": "Delete a file", "operationId": "deleteFile",
                        "responses": responses({204: {"description": "Deleted."}}, 400, 404)},
             "post": {"summary": "Upload into a folder (name ending in '/'), or delete a file "

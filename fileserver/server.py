@@ -4,6 +4,11 @@ Waitress reads a whole request body before calling the app, so the size
 limit must be enforced by waitress itself (``max_request_body_size``) to
 refuse an oversized upload while it streams in. Its own error answers
 (413, 400 for broken framing) get the same JSON or HTML shape as ours.
+
+The access log is written by waitress's tasks (ours subclass them), so it
+has every answer, waitress's own 413s and 400s included, the bytes really
+sent, and the client address as the throttle sees it (``REMOTE_ADDR``
+after ``trusted_proxy``).
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import logging
 import os
+import re
+import sys
+import time
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.adjustments import Adjustments
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from .config import Settings
 from .store import too_large_message
@@ -31,7 +40,65 @@ MULTIPART_SLACK = 1024 * 1024
 UNLIMITED = 2**62
 
 
-class ErrorPageTask(ErrorTask):
+class _Logged:
+    """A task that writes one access-log line when it is done: the combined
+    log format, then the seconds it took and the request body's bytes."""
+
+    def service(self) -> None:
+        try:
+            super().service()
+        finally:
+            log = getattr(self.channel.server, "access_log", None)
+            if log is not None:
+                log.info(access_line(self))
+
+
+def access_line(task) -> str:
+    request, environ = task.request, getattr(task, "environ", None) or {}
+    headers = request.headers
+    user = environ.get("fileserver.user")
+    address = environ.get("REMOTE_ADDR") or task.channel.addr[0]
+    sent = 0 if request.command == "HEAD" else (task.content_bytes_written
+                                                or (task.content_length or 0))
+    target = request.path + (f"?{request.query}" if request.query else "")
+    when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(task.start_time))
+    status = (task.status or "").split(" ", 1)[0] or "-"
+    return (f'{address} - {getattr(user, "name", None) or "-"} [{when}] '
+            f'"{request.command} {_quoted(target)} HTTP/{request.version}" {status} {sent} '
+            f'"{_quoted(headers.get("REFERER", "-"))}" '
+            f'"{_quoted(headers.get("USER_AGENT", "-"))}" '
+            f'{time.time() - task.start_time:.3f} {request.content_length or 0}')
+
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def _quoted(text: str) -> str:
+    """A path or header as one log field: quotes, backslashes and control
+    characters from clients escaped, so a line cannot be forged or split."""
+    return _UNSAFE.sub(lambda m: "\\" + m[0] if m[0] in '"\\' else f"\\x{ord(m[0]):02x}",
+                       text)
+
+
+def access_logger(where: str) -> logging.Logger | None:
+    """``access_log``: ``off``, ``stdout`` or a file's path."""
+    if where == "off":
+        return None
+    log = logging.getLogger(f"fileserver.access.{where}")
+    log.propagate, log.handlers = False, []
+    handler = (logging.StreamHandler(sys.stdout) if where == "stdout"
+               else logging.FileHandler(where, encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return log
+
+
+class _Task(_Logged, WSGITask):
+    pass
+
+
+class ErrorPageTask(_Logged, ErrorTask):
     """Waitress's own errors, worded and shaped like the app's."""
 
     def execute(self) -> None:
@@ -71,6 +138,7 @@ class _Parser(HTTPRequestParser):
 
 
 class _Channel(HTTPChannel):
+    task_class = _Task
     error_task_class = ErrorPageTask
     parser_class = _Parser
 
@@ -117,6 +185,9 @@ def make_server(app, settings: Settings):
     socket_map: dict = {}
     servers = [_Server(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
                for info in adj.listen]
+    log = access_logger(settings.access_log)
+    for server in servers:
+        server.access_log = log
     if len(servers) == 1:
         return servers[0]
     listen = [(s.effective_host, s.effective_port) for s in servers]

@@ -10,6 +10,7 @@ those checks (the template-method shape of Django's storage API).
 from __future__ import annotations
 
 import abc
+import codecs
 import hashlib
 import mimetypes
 import queue
@@ -189,6 +190,11 @@ class _Hasher:
         return self._hash.hexdigest()
 
 
+def _names_no_charset(content_type: str) -> bool:
+    """A text type without a charset: UTF-8 content gets ``charset=utf-8``."""
+    return content_type.lower().startswith("text/") and "charset=" not in content_type.lower()
+
+
 class Upload:
     """The body of a ``put`` as a backend reads it.
 
@@ -196,6 +202,11 @@ class Upload:
     limit and ``IncompleteUpload`` when the body ends before its announced
     length or the client's stream fails. A backend must store nothing visible
     until it has read to the end (``complete``).
+
+    A text type without a charset is checked for UTF-8 while the body streams
+    (so a file is never read twice for it); valid, its type gains
+    ``; charset=utf-8`` once complete, so browsers show it right despite
+    ``nosniff``. The bytes are stored as they came.
     """
 
     def __init__(self, source: BinaryIO, *, content_type: str, owner: str | None,
@@ -211,6 +222,8 @@ class Upload:
         self.complete = False
         self.keep_created: datetime | None = None
         self.keep_modified: datetime | None = None
+        self._utf8 = codecs.getincrementaldecoder("utf-8")() \
+            if _names_no_charset(content_type) else None
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -230,12 +243,23 @@ class Upload:
                                        f"{self.length} bytes; nothing was stored.")
             self.complete = True
             self._hash.close()
+            self._check_utf8(b"", final=True)
+            if self._utf8 is not None:
+                self.content_type += "; charset=utf-8"
             return b""
         self.size += len(data)
         if self.max_size is not None and self.size > self.max_size:
             raise TooLarge(too_large_message(self.max_size))
         self._hash.update(data)
+        self._check_utf8(data)
         return data
+
+    def _check_utf8(self, data: bytes, final: bool = False) -> None:
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(data, final)
+            except UnicodeDecodeError:
+                self._utf8 = None  # not UTF-8: the type stays as it was
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         while chunk := self.read(size):

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -301,3 +303,53 @@ def test_store_options_go_anywhere_after_the_command(tmp_path):
     token = run_cli("user", "token", "ann", "--config", config)
     assert re.fullmatch(r"[0-9a-f]{16}\.\S+\n", token.stdout)  # only the token on stdout
     assert run_cli("init-db", "--data-dir", str(data)).returncode == 0
+
+
+ACCESS_LINE = re.compile(r'127\.0\.0\.1 - (\S+) \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
+                         r'"(\w+) (\S+) HTTP/1\.1" (\d{3}) (\d+) "((?:[^"\\]|\\.)*)" '
+                         r'"((?:[^"\\]|\\.)*)" '
+                         r'(\d+\.\d{3}) (\d+)$')
+
+
+def test_access_log_one_line_per_request(tmp_path):
+    def requests_to(server) -> None:
+        for method, path, body in [("PUT", "files/a.txt", b"hello"), ("GET", "files/a.txt", None),
+                                   ("HEAD", "files/a.txt", None), ("GET", "files/none", None)]:
+            request = urllib.request.Request(server.url + path, data=body, method=method,
+                                             headers={"User-Agent": 'probe "1"',
+                                                      "Referer": "http://x/"})
+            try:
+                urllib.request.urlopen(request, timeout=30).read()
+            except urllib.error.HTTPError as error:
+                assert error.code == 404
+
+    server = start_server(tmp_path / "std", "[fileserver]\n")  # default: stdout
+    try:
+        requests_to(server)
+        time.sleep(0.3)
+        lines = [m.groups() for m in map(ACCESS_LINE.match, server.output().splitlines()) if m]
+    finally:
+        server.stop()
+    assert [(m, p, s, n) for _, m, p, s, n, *_ in lines] == [
+        ("PUT", "/files/a.txt", "201", lines[0][4]), ("GET", "/files/a.txt", "200", "5"),
+        ("HEAD", "/files/a.txt", "200", "0"), ("GET", "/files/none", "404", lines[3][4])]
+    assert all(line[5] == "http://x/" and line[6] == 'probe \\"1\\"' for line in lines)
+    assert lines[0][8] == "5" and lines[1][8] == "0"  # request body bytes
+
+    log = tmp_path / "access.log"
+    server = start_server(tmp_path / "file", f"[fileserver]\naccess_log = {log}\n")
+    try:
+        requests_to(server)
+        time.sleep(0.3)
+        assert not any(ACCESS_LINE.match(line) for line in server.output().splitlines())
+    finally:
+        server.stop()
+    assert len([line for line in log.read_text().splitlines() if ACCESS_LINE.match(line)]) == 4
+
+    server = start_server(tmp_path / "off", "[fileserver]\naccess_log = off\n")
+    try:
+        requests_to(server)
+        time.sleep(0.3)
+        assert not any(ACCESS_LINE.match(line) for line in server.output().splitlines())
+    finally:
+        server.stop()

@@ -4,15 +4,19 @@ process per data directory."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
+from conftest import start_server
 from fileserver.errors import ConfigError
 from fileserver_embedded import EmbeddedStore
 
@@ -131,3 +135,41 @@ def test_fsync_option(tmp_path):
         store.close()
     with pytest.raises(ConfigError, match="fsync: 'sometimes'"):
         EmbeddedStore.from_config(settings, {"fsync": "sometimes"})
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB tmpfs (the tests run as root, as tests/run does in CI)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"cannot mount a small tmpfs: {done.stderr}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_507_and_nothing_is_half_written(small_disk, tmp_path):
+    server = start_server(tmp_path / "srv", f"[fileserver]\ndata_dir = {small_disk / 'data'}\n")
+    try:
+        def put(name: str, data: bytes) -> tuple[int, dict]:
+            request = urllib.request.Request(server.url + "files/" + name, data=data,
+                                             method="PUT")
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        assert put("small.bin", b"s" * 1000)[0] == 201
+        status, body = put("big.bin", os.urandom(8 * 1024 * 1024))
+        assert status == 507 and body["status"] == 507
+        assert "is full" in body["error"] and "nothing was stored" in body["error"]
+        assert list((small_disk / "data" / "tmp").iterdir()) == []  # no partial upload left
+        assert put("after.bin", b"a" * 1000)[0] == 201  # still serving, space is back
+        with urllib.request.urlopen(server.url + "files/?format=json", timeout=30) as listing:
+            assert [f["name"] for f in json.loads(listing.read())["files"]] == [
+                "after.bin", "small.bin"]
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()

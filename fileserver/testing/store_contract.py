@@ -82,6 +82,22 @@ def test_content_type_is_guessed_when_not_given(store, name, expected):
     assert info.content_type == expected
 
 
+@pytest.mark.parametrize("name, data, given, expected", [
+    ("a.txt", "héllo wörld ✓".encode(), None, "text/plain; charset=utf-8"),
+    ("b.txt", "héllo".encode("latin-1"), None, "text/plain"),  # not UTF-8: no charset
+    ("c.md", b"# plain ascii", None, "text/markdown; charset=utf-8"),
+    ("d.csv", "a,b\n1,\u20ac\n".encode() * 300_000, None, "text/csv; charset=utf-8"),
+    ("e.txt", b"x" * 1_000_000 + "é".encode()[:1], None, "text/plain"),  # cut mid-character
+    ("f.txt", b"hi", "text/plain; charset=iso-8859-1", "text/plain; charset=iso-8859-1"),
+    ("g.txt", b"hi", "text/x-log", "text/x-log; charset=utf-8"),
+    ("h.bin", "é".encode(), "application/octet-stream", "application/octet-stream"),
+])
+def test_utf8_text_gets_its_charset_and_stays_byte_exact(store, name, data, given, expected):
+    info, _ = put_bytes(store, name, data, content_type=given)
+    assert info.content_type == expected == store.info(name).content_type
+    assert read_all(store, name) == data
+
+
 def test_put_streams_in_bounded_chunks(store):
     data = os.urandom(5 * 1024 * 1024)
     source = Source(data)

@@ -21,6 +21,7 @@ which POSIX lets an open reader finish.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -29,7 +30,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound
+from fileserver.errors import BackendUnavailable, ConfigError, FileNotFound, InsufficientStorage
 from fileserver.options import Option, on_off
 from fileserver.options import path as parse_path
 from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS files (
 );
 """
 CLEAN_MARKER = "clean-shutdown"
+#: errno values of a full disk or quota
+FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 COLUMNS = "name, size, content_type, sha256, created, modified, owner, meta"
 
 
@@ -209,8 +212,10 @@ class EmbeddedStore(Store):
             os.replace(part, final)
             if self.fsync:
                 _fsync_dir(final.parent)
-        except BaseException:
+        except BaseException as exc:
             part.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in FULL:
+                raise self._full(exc) from None
             raise
 
         now = utcnow()
@@ -232,12 +237,20 @@ class EmbeddedStore(Store):
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-        except BaseException:
+        except BaseException as exc:
             final.unlink(missing_ok=True)
+            if isinstance(exc, sqlite3.OperationalError) and \
+                    getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise self._full(exc) from None
             raise
         if row:
             _unlink(self._blob_path(row[0]))
         return info, row is None
+
+    def _full(self, exc: Exception) -> InsufficientStorage:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return InsufficientStorage(f"The disk holding {self.root} is full ({reason}); nothing "
+                                   "was stored. Free some space there, or delete files.")
 
     def _row(self, name: str) -> tuple:
         row = self._reader().execute(f"SELECT blob, {COLUMNS} FROM files WHERE name = ?",
