@@ -337,19 +337,12 @@ def test_access_log_one_line_per_request(tmp_path):
     assert lines[0][8] == "5" and lines[1][8] == "0"  # request body bytes
 
     log = tmp_path / "access.log"
-    server = start_server(tmp_path / "file", f"[fileserver]\naccess_log = {log}\n")
-    try:
-        requests_to(server)
-        time.sleep(0.3)
-        assert not any(ACCESS_LINE.match(line) for line in server.output().splitlines())
-    finally:
-        server.stop()
+    for where, setting in (("file", str(log)), ("off", "off")):
+        server = start_server(tmp_path / where, f"[fileserver]\naccess_log = {setting}\n")
+        try:
+            requests_to(server)
+            time.sleep(0.3)
+            assert not any(ACCESS_LINE.match(line) for line in server.output().splitlines())
+        finally:
+            server.stop()
     assert len([line for line in log.read_text().splitlines() if ACCESS_LINE.match(line)]) == 4
-
-    server = start_server(tmp_path / "off", "[fileserver]\naccess_log = off\n")
-    try:
-        requests_to(server)
-        time.sleep(0.3)
-        assert not any(ACCESS_LINE.match(line) for line in server.output().splitlines())
-    finally:
-        server.stop()
