@@ -54,20 +54,25 @@ class _Logged:
 
 
 def access_line(task) -> str:
+    """The task's line. A request that failed to parse (a broken request
+    line, answered 400 by waitress) has no method or path: ``-`` stands in."""
     request, environ = task.request, getattr(task, "environ", None) or {}
-    headers = request.headers
+    headers = getattr(request, "headers", None) or {}
+    method = getattr(request, "command", None) or "-"
     user = environ.get("fileserver.user")
     address = environ.get("REMOTE_ADDR") or task.channel.addr[0]
-    sent = 0 if request.command == "HEAD" else (task.content_bytes_written
-                                                or (task.content_length or 0))
-    target = request.path + (f"?{request.query}" if request.query else "")
-    when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(task.start_time))
+    sent = 0 if method == "HEAD" else (task.content_bytes_written or (task.content_length or 0))
+    query = getattr(request, "query", "")
+    target = (getattr(request, "path", None) or "-") + (f"?{query}" if query else "")
+    started = getattr(task, "start_time", None) or time.time()
+    when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(started))
     status = (task.status or "").split(" ", 1)[0] or "-"
     return (f'{address} - {getattr(user, "name", None) or "-"} [{when}] '
-            f'"{request.command} {_quoted(target)} HTTP/{request.version}" {status} {sent} '
+            f'"{method} {_quoted(target)} HTTP/{task.version}" {status} {sent} '
             f'"{_quoted(headers.get("REFERER", "-"))}" '
             f'"{_quoted(headers.get("USER_AGENT", "-"))}" '
-            f'{time.time() - task.start_time:.3f} {request.content_length or 0}')
+            f'{time.time() - started:.3f} '
+            f'{getattr(request, "content_length", 0) or 0}')
 
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')

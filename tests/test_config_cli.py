@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -326,10 +328,17 @@ def test_access_log_one_line_per_request(tmp_path):
     server = start_server(tmp_path / "std", "[fileserver]\n")  # default: stdout
     try:
         requests_to(server)
+        host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+        with socket.create_connection((host, port), timeout=10) as raw:  # no request line
+            raw.sendall(b"\x01\x02 garbage\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.0 400")
         time.sleep(0.3)
-        lines = [m.groups() for m in map(ACCESS_LINE.match, server.output().splitlines()) if m]
+        output = server.output()
+        lines = [m.groups() for m in map(ACCESS_LINE.match, output.splitlines()) if m]
     finally:
         server.stop()
+    assert "Traceback" not in output
+    assert re.search(r'"- - HTTP/1\.0" 400 \d+ "-" "-" ', output), output
     assert [(m, p, s, n) for _, m, p, s, n, *_ in lines] == [
         ("PUT", "/files/a.txt", "201", lines[0][4]), ("GET", "/files/a.txt", "200", "5"),
         ("HEAD", "/files/a.txt", "200", "0"), ("GET", "/files/none", "404", lines[3][4])]
