@@ -56,6 +56,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def no_users_message(host: str, store_args: str = "") -> str:
+    """Why a server on ``host`` without users refuses to start. ``store_args`` (the
+    operator's quoted --config/--backend/--data-dir) make the suggested command add
+    the user to the store this server would have used, not the default one."""
+    return (f"anonymous: the server would listen on {host}, which is not loopback, and no "
+            "user exists, so anyone who can reach it could write. Add a user (`fileserver "
+            f"user add NAME --role admin{store_args}`) or set anonymous = none, read or write "
+            "in [fileserver] to say what clients without credentials may do.")
+
+
+class NoUsers(ConfigError):
+    """``check_startup``'s refusal; ``fileserver serve`` words it again with its arguments."""
+
+    def __init__(self, host: str):
+        super().__init__(no_users_message(host))
+        self.host = host
+
+
 class Auth:
     """The app's authentication and rules; one per app (``app.config["fileserver.auth"]``)."""
 
@@ -88,11 +106,7 @@ class Auth:
             return
         if self.accounts.has_users(max_age=0):
             return
-        raise ConfigError(
-            f"anonymous: the server would listen on {self.settings.host}, which is not "
-            "loopback, and no user exists, so anyone who can reach it could write. Add a user "
-            "(`fileserver user add NAME --role admin`) or set anonymous = none, read or write "
-            "in [fileserver] to say what clients without credentials may do.")
+        raise NoUsers(self.settings.host)
 
     # -- sessions ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 
@@ -11,6 +12,15 @@ from .accounts import ROLES, AccountError
 from .backends import available_backends, load_backend
 from .config import load_settings
 from .errors import ConfigError, Error
+
+#: the options that choose a store, in the order a suggested command repeats them
+STORE_FLAGS = (("--config", "config"), ("--backend", "backend"), ("--data-dir", "data_dir"))
+#: user actions that change existing accounts or read them: they need an existing store
+NEEDS_STORE = ("list", "passwd", "token", "remove")
+
+
+class NoStore(Exception):
+    """The store a command needs does not exist; nothing was created (exit status 1)."""
 
 
 def _store_options(what: str = "the store") -> argparse.ArgumentParser:
@@ -32,6 +42,24 @@ def _settings(args: argparse.Namespace, **overrides):
     return load_settings(getattr(args, "config", None), overrides={
         "backend": getattr(args, "backend", None), "data_dir": getattr(args, "data_dir", None),
         **overrides})
+
+
+def _store_args(args: argparse.Namespace) -> str:
+    """The operator's own --config/--backend/--data-dir, quoted, so that a command
+    we suggest reaches the same store (`` --data-dir 'my data'``; "" for none)."""
+    return "".join(f" {flag} {shlex.quote(getattr(args, dest))}"
+                   for flag, dest in STORE_FLAGS if getattr(args, dest, None) is not None)
+
+
+def _require_store(args: argparse.Namespace, settings) -> None:
+    """Refuse (``NoStore``) a store that does not exist, before anything opens
+    it: opening makes an empty one (a data directory, a MongoDB database)."""
+    cls = load_backend(settings.backend)
+    why = cls.missing(settings, settings.options_for(settings.backend))
+    if why:
+        raise NoStore(f"no {settings.backend} store: {why}; nothing was created. "
+                      "Point at yours with --data-dir DIR, --config FILE or --backend NAME, "
+                      f"or make one with `fileserver init-db{_store_args(args)}`.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,12 +113,16 @@ def _stop(signum, frame):
 
 def serve(args: argparse.Namespace) -> int:
     from .app import create_app
+    from .auth import NoUsers, no_users_message
     from .server import limit_malloc_arenas, make_server, server_url
 
     limit_malloc_arenas()  # before any thread (drivers start theirs in create_app)
     settings = _settings(args, **{key: getattr(args, key) for key in
                                   ("host", "port", "max_upload_size", "threads")})
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except NoUsers as exc:  # suggest adding the user where this server looks for users
+        raise ConfigError(no_users_message(exc.host, _store_args(args))) from None
     try:
         server = make_server(app, settings)
     except OSError as exc:
@@ -127,6 +159,11 @@ def init_db(args: argparse.Namespace) -> int:
             store.close()
     for line in lines or [f"{settings.backend}: nothing to set up"]:
         print(f"fileserver: {line}")
+    # Opened to say which store is ready; this makes an embedded data directory,
+    # as set-up makes a database for the other backends.
+    documents = cls.open_documents(settings, settings.options_for(settings.backend))
+    documents.close()
+    print(f"fileserver: the {settings.backend} store at {documents.location} is ready")
     return 0
 
 
@@ -136,6 +173,7 @@ def migrate(args: argparse.Namespace) -> int:
 
     source_settings = _settings(args)
     target_settings = load_settings(args.to_config, env={})
+    _require_store(args, source_settings)  # an empty source would "migrate" nothing
     source = open_store(source_settings)
     try:
         target = open_store(target_settings)
@@ -170,6 +208,8 @@ def user(args: argparse.Namespace) -> int:
     from .accounts import Accounts
 
     settings = _settings(args)
+    if args.action in NEEDS_STORE:
+        _require_store(args, settings)
     documents = load_backend(settings.backend).open_documents(
         settings, settings.options_for(settings.backend))
     # On standard error: `user token` prints only the token on standard output.
@@ -219,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"serve": serve, "init-db": init_db, "migrate": migrate, "user": user,
                     "backends": lambda _: list_backends()}
         return commands[args.command](args)
+    except NoStore as exc:
+        print(f"fileserver: {exc}", file=sys.stderr)
+        return 1
     except (Error, AccountError) as exc:
         print(f"fileserver: error: {exc}", file=sys.stderr)
         return 2

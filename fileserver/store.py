@@ -35,6 +35,12 @@ CHUNK = 1 << 20
 # upper bound for all names starting with ``prefix``.
 NAME_MAX = "\U0010ffff"
 
+# Files the server's features keep for themselves (the mosaic's tile images):
+# in the store like any file, so every backend and ``migrate`` carry them, but
+# never listed, read or changed through /files, so a client cannot make a
+# feature's records and its files disagree.
+PRIVATE_PREFIX = ".fileserver/"
+
 # Built-in table only, so a guess does not depend on the host's mime.types.
 _MIME = mimetypes.MimeTypes()
 for _type, _ext in [("image/webp", ".webp"), ("image/avif", ".avif"),
@@ -413,6 +419,19 @@ class Store(abc.ABC):
         """The backend's documents opened alone, for commands that run beside a
         serving process (``fileserver user``); the caller closes them."""
         return cls._open_documents(settings, cls.typed_options(settings, options))
+
+    @classmethod
+    def missing(cls, settings: Any, options: Mapping[str, Any]) -> str | None:
+        """Why there is no store where the settings point ("no such directory
+        /srv/d"), found without creating anything, so a command that only
+        reads can refuse instead of making an empty store; ``None`` when the
+        store exists or the backend cannot tell."""
+        return cls._missing(settings, cls.typed_options(settings, options))
+
+    @classmethod
+    def _missing(cls, settings: Any, options: dict[str, Any]) -> str | None:
+        """What ``missing`` does for this backend; by default it cannot tell."""
+        return None
 
     @classmethod
     @abc.abstractmethod

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from conftest import start_server
+from conftest import Backend, start_server
 
 
 def user_cli(config, *args: str, password: str | None = None):
@@ -97,3 +100,81 @@ def test_a_public_address_without_users_does_not_start(tmp_path):
     assert result.returncode == 2
     assert "0.0.0.0, which is not loopback, and no user exists" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def fileserver(*args: str, password: str | None = None) -> subprocess.CompletedProcess:
+    """The command as an operator runs it: no FILESERVER_* settings from this shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILESERVER_")}
+    return subprocess.run([sys.executable, "-m", "fileserver", *args], env=env,
+                          input=None if password is None else password + "\n",
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_refusal_suggests_adding_the_user_to_the_same_store(tmp_path):
+    config, data = tmp_path / "fs.ini", tmp_path / "my data"
+    config.write_text(f"[fileserver]\ndata_dir = {tmp_path / 'not this one'}\n")
+    store = ("--config", str(config), "--data-dir", str(data))
+    refused = fileserver("serve", "--host", "0.0.0.0", "--port", "0", *store)
+    assert refused.returncode == 2, refused.stderr
+    hint = refused.stderr.split("`")[1]
+    assert hint == (f"fileserver user add NAME --role admin --config {shlex.quote(str(config))} "
+                    f"--data-dir {shlex.quote(str(data))}")
+
+    # run as suggested, it adds the user where that server looks for users
+    argv = ["root" if part == "NAME" else part for part in shlex.split(hint)[1:]]
+    added = fileserver(*argv, "--password-stdin", password="root-password")
+    assert added.returncode == 0, added.stderr
+    assert f"accounts of the embedded backend at {data}" in added.stderr
+    listed = fileserver("user", "list", "--data-dir", str(data))
+    assert listed.stdout.split()[:2] == ["root", "admin"]
+    assert not (tmp_path / "not this one").exists()
+
+
+def config_without_store(backend: Backend, root) -> tuple[str, dict]:
+    """A config naming a store of ``backend`` that nobody made."""
+    options = backend.fresh_options(root)
+    lines = ["[fileserver]", f"backend = {backend.name}", f"data_dir = {root / 'data'}",
+             "", f"[backend.{backend.name}]", *(f"{k} = {v}" for k, v in options.items())]
+    (root / "fs.ini").write_text("\n".join(lines) + "\n")
+    return str(root / "fs.ini"), options
+
+
+def store_exists(backend: Backend, options: dict) -> bool:
+    if backend.name == "embedded":
+        return Path(options["path"]).exists()
+    if backend.name == "couchdb":
+        import couchdb
+
+        return options["database"] in couchdb.Server(backend.admin_url)
+    import pymongo
+
+    client = pymongo.MongoClient(options["uri"])
+    try:
+        return options["database"] in client.list_database_names()
+    finally:
+        client.close()
+
+
+def test_commands_on_existing_accounts_create_no_store(backend, tmp_path):
+    config, options = config_without_store(backend, tmp_path)
+    for action in (["list"], ["token", "ann"], ["remove", "ann"]):
+        result = fileserver("user", *action, "--config", config)
+        assert result.returncode == 1, (action, result.stderr)
+        assert f"no {backend.name} store: " in result.stderr
+        assert "nothing was created" in result.stderr and "Traceback" not in result.stderr
+        assert all(flag in result.stderr for flag in ("--data-dir", "--config", "--backend"))
+        assert f"--config {shlex.quote(config)}" in result.stderr  # how to make one, there
+        assert not store_exists(backend, options)
+
+    # `user add` writes: it may make the store (CouchDB: only init-db, as an admin, may)
+    added = fileserver("user", "add", "ann", "--config", config, "--password-stdin",
+                       password="ann-password")
+    if backend.name == "couchdb":
+        assert added.returncode == 2 and "init-db" in added.stderr
+        assert not store_exists(backend, options)
+        return
+    assert added.returncode == 0, added.stderr
+    assert f"accounts of the {backend.name} backend at " in added.stderr
+    listed = fileserver("user", "list", "--config", config)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split()[:2] == ["ann", "writer"]

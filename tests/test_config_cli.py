@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -26,11 +27,12 @@ from fileserver.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 60):
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 60, input: str | None = None):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FILESERVER_")}
     return subprocess.run([sys.executable, "-m", "fileserver", *args], cwd=cwd,
                           env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, input=input)
 
 
 @pytest.mark.parametrize("text, value", [
@@ -61,7 +63,8 @@ def test_file_then_environment_then_flags(tmp_path):
     ini.write_text("[fileserver]\nhost = 0.0.0.0\nport = 9000\ndata_dir = store\n"
                    "max_upload_size = 5M\n\n[backend.embedded]\npath = elsewhere\n")
     settings = load_settings(str(ini), env={})
-    assert (settings.host, settings.port, settings.max_upload_size) == ("0.0.0.0", 9000, 5 * 1024**2)
+    assert (settings.host, settings.port, settings.max_upload_size) == \
+        ("0.0.0.0", 9000, 5 * 1024**2)
     assert settings.data_dir == str(ini.parent / "store")  # relative to the file
     assert settings.options_for("embedded") == {"path": "elsewhere"}
 
@@ -252,8 +255,43 @@ def test_init_db_command_is_safe_to_repeat(tmp_path):
         result = run_cli("init-db", "--data-dir", str(tmp_path / "d"))
         assert result.returncode == 0, result.stderr
         assert "embedded: nothing to set up" in result.stdout
+        assert f"the embedded store at {tmp_path / 'd'} is ready" in result.stdout
+    listed = run_cli("user", "list", "--data-dir", str(tmp_path / "d"))
+    assert (listed.returncode, listed.stdout) == (0, "")  # a store, without users yet
     result = run_cli("init-db", "--backend", "nosuch")
     assert result.returncode == 2 and "unknown backend 'nosuch'" in result.stderr
+
+
+def test_reading_a_missing_store_creates_none(tmp_path):
+    missing, empty = tmp_path / "no such dir", tmp_path / "empty"
+    empty.mkdir()
+    for where, why in ((missing, f"no such directory {missing}"),
+                       (empty, f"{empty} holds neither index.sqlite3 nor documents.sqlite3")):
+        result = run_cli("user", "list", "--data-dir", str(where), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert f"no embedded store: {why}" in result.stderr
+        assert "Point at yours with --data-dir DIR, --config FILE or --backend NAME" \
+            in result.stderr
+        assert f"`fileserver init-db --data-dir {shlex.quote(str(where))}`" in result.stderr
+    assert not missing.exists() and not any(empty.iterdir())
+    assert not (tmp_path / "fileserver-data").exists()
+
+    (tmp_path / "two.ini").write_text(f"[fileserver]\ndata_dir = {tmp_path / 'two'}\n")
+    moved = run_cli("migrate", "--data-dir", str(missing), "--to-config", str(tmp_path / "two.ini"))
+    assert moved.returncode == 1 and f"no embedded store: no such directory {missing}" in moved.stderr
+    assert not missing.exists() and not (tmp_path / "two").exists()
+
+
+def test_user_add_makes_the_store_it_names_then_list_reads_it(tmp_path):
+    data = tmp_path / "new store"
+    added = run_cli("user", "add", "ann", "--data-dir", str(data), "--password-stdin",
+                    input="ann-password\n")
+    assert added.returncode == 0, added.stderr
+    assert f"fileserver: accounts of the embedded backend at {data}\n" == added.stderr
+    listed = run_cli("user", "list", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    assert f"accounts of the embedded backend at {data}" in listed.stderr
+    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["ann", "writer"]]
 
 
 @pytest.mark.parametrize("name, driver", [("couchdb", "couchdb"), ("gridfs", "gridfs")])

@@ -41,6 +41,10 @@ and copy again (the body is never re-sent). Readers fetch the attachment of
 exactly the revision whose metadata they read (``?rev=``). The staging
 document is deleted afterwards; one left by a crash is swept at a later
 start once a day old.
+
+A database out of space (an answer of 507, or one naming ENOSPC) is
+``InsufficientStorage``; the staging document is deleted if the database
+still lets it, else swept like a crash's.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ import couchdb.http as couch_http
 from fileserver.config import mask_password
 from fileserver.options import Option, seconds, text
 from fileserver.options import url as url_option
-from fileserver.errors import BackendUnavailable, Error, FileNotFound, StoreError, TooLarge
+from fileserver.errors import (BackendUnavailable, Error, FileNotFound, InsufficientStorage,
+                               StoreError, TooLarge)
 from fileserver.store import CHUNK, FileInfo, Store, StoredFile, Upload, utcnow
 
 from .documents import CouchDocuments, views_for
@@ -77,6 +82,12 @@ CHECK_TIMEOUT = 5  # seconds: startup and init-db fail fast on a dead server
 STALE_STAGING = 24 * 3600
 ATTEMPTS = 50
 OLD_TILE_VIEW = "tiles"  # the first layout's tile view, removed by init-db
+#: How an error answer says the disk or quota is full, besides status 507 (CouchDB
+#: 3.4+'s [disk_monitor]): CouchDB 3.x puts the errno of a failed write in its 500
+#: ({error,enospc}), express-pouchdb the LevelDB message ("IO error: ...: No space
+#: left on device").
+FULL_WORDS = ("enospc", "edquot", "no space left on device", "disk quota exceeded",
+              "insufficient_storage", "insufficient storage")
 VALIDATE = """function (newDoc, oldDoc, userCtx) {
   // A file document always carries its metadata and its one attachment.
   if (newDoc._deleted || newDoc._id.indexOf('f:') !== 0) { return; }
@@ -118,6 +129,19 @@ def _info(doc: dict) -> FileInfo:
                     sha256=doc["sha256"], created=datetime.fromisoformat(doc["created"]),
                     modified=datetime.fromisoformat(doc["modified"]), owner=doc.get("owner"),
                     meta=doc.get("meta") or {})
+
+
+def _detail_text(detail) -> str:
+    """An error answer's (error, reason) or raw body, for messages."""
+    if isinstance(detail, tuple):
+        return ": ".join(str(part) for part in detail if part)
+    text = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _says_full(status: int, detail) -> bool:
+    """Whether an error answer says the database ran out of space (not a size limit)."""
+    return status == 507 or any(word in _detail_text(detail).lower() for word in FULL_WORDS)
 
 
 def _reason(exc: couch_http.HTTPError) -> str:
@@ -163,8 +187,8 @@ class _Attachment:
             return b""
         if self._response is None or self._at != self._pos:
             self._drop()
-            self._conn, self._response = self._store._fetch(self._doc, self._pos, self._stop,
-                                                             self._size)
+            self._conn, self._response = self._store._fetch(
+                self._doc, self._pos, self._stop, self._size)
             self._at = self._pos
         with self._store._boundary(self._doc["name"]):
             data = self._response.read(None if n is None or n < 0 else n)
@@ -269,8 +293,9 @@ class CouchDBStore(Store):
         except couch_http.ServerError as exc:
             status, detail = exc.args[0] if isinstance(exc.args[0], tuple) else (0, exc.args[0])
             if status == 413:
-                raise TooLarge(f"CouchDB at {self.url} refused the upload as too large "
-                               f"({detail}); nothing was stored.") from None
+                raise self._too_large(detail) from None
+            if _says_full(status, detail):
+                raise self._full(detail) from None
             raise BackendUnavailable(f"CouchDB at {self.url} failed: {status} {detail}") from None
         except couch_http.HTTPError as exc:
             raise StoreError(f"CouchDB at {self.url}: {type(exc).__name__} "
@@ -278,6 +303,21 @@ class CouchDBStore(Store):
         except (OSError, http.client.HTTPException) as exc:
             raise BackendUnavailable(f"CouchDB at {self.url} is unreachable "
                                      f"({type(exc).__name__}: {exc}).") from None
+
+    def _too_large(self, detail) -> TooLarge:
+        # A limit of CouchDB's configuration, not a lack of space: freeing
+        # space would not help, a smaller file or a higher limit does.
+        return TooLarge(
+            f"The CouchDB database {self.database!r} at {self.url} refused the upload as too "
+            f"large ({_detail_text(detail)}); nothing was stored. Send a smaller file, or raise "
+            "CouchDB's limit ([couchdb] max_attachment_size, max_document_size or [chttpd] "
+            "max_http_request_size).")
+
+    def _full(self, detail) -> InsufficientStorage:
+        return InsufficientStorage(
+            f"The CouchDB database {self.database!r} at {self.url} is out of space "
+            f"({_detail_text(detail)}); nothing was stored. Free disk space on the CouchDB "
+            "server (or raise its quota), or delete files and compact the database.")
 
     def _check(self) -> None:
         """Startup: the database answers, with a short timeout; sweep stale staging."""
@@ -349,6 +389,19 @@ class CouchDBStore(Store):
             members["names"].append(user)
             db.security = security
             lines.append(f"added {user!r} to the members of {self.database!r}")
+
+    @classmethod
+    def _missing(cls, settings, options):
+        store = cls(options["url"], options["database"], timeout=options["timeout"])
+        try:
+            with store._boundary():  # other errors say what is wrong
+                try:
+                    store._db.info()
+                except couch_http.ResourceNotFound:
+                    return f"no database {store.location} (init-db makes it, with --admin-url)"
+        finally:
+            store.close()
+        return None
 
     @classmethod
     def _open_documents(cls, settings, options):

@@ -36,7 +36,7 @@ from fileserver.options import path as parse_path
 from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
 
 from .documents import FILE as DOCUMENTS_FILE
-from .documents import SQLiteDocuments
+from .documents import LEGACY, SQLiteDocuments
 
 try:
     import fcntl
@@ -170,6 +170,18 @@ class EmbeddedStore(Store):
             for blob in folder.iterdir():
                 if blob.name not in known:
                     blob.unlink(missing_ok=True)
+
+    @classmethod
+    def _missing(cls, settings, options):
+        root = Path(options["path"] or settings.data_dir).resolve()
+        if not root.is_dir():
+            return f"no such directory {root}"
+        # The files index alone is a store too (files put before any document);
+        # a first-layout accounts or tiles file is upgraded on opening.
+        markers = ("index.sqlite3", DOCUMENTS_FILE, *(old for old, _ in LEGACY.values()))
+        if not any((root / name).exists() for name in markers):
+            return f"{root} holds neither index.sqlite3 nor {DOCUMENTS_FILE}"
+        return None
 
     @classmethod
     def _open_documents(cls, settings, options):

@@ -20,7 +20,8 @@ Atomicity: a replace streams the body into a new revision's chunks (a few
 at a time, as GridFS drivers do but without GridIn's 48 MB buffer) and
 writes the files document -- the only thing readers look for -- last, so no
 reader sees a half-written file, and a failed upload is aborted (its chunks
-deleted) leaving the old revision as it was. Only then
+deleted) leaving the old revision as it was; a database out of space or over
+its quota is ``InsufficientStorage`` (507), aborted the same way. Only then
 are older revisions of the name deleted. "Newest" always means the largest
 ``(uploadDate, _id)``: reads pick it, listings keep only it, and every writer
 deletes everything older than it, so concurrent writers agree on one winner.
@@ -47,12 +48,14 @@ import gridfs
 import pymongo
 from bson import ObjectId
 from gridfs.errors import CorruptGridFile, NoFile
-from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidName, PyMongoError
+from pymongo.errors import (ConfigurationError, ConnectionFailure, InvalidName,
+                            OperationFailure, PyMongoError)
 from pymongo.write_concern import WriteConcern
 
 from fileserver.config import mask_password
 from fileserver.options import Option, text
-from fileserver.errors import BackendUnavailable, ConfigError, Error, FileNotFound, StoreError
+from fileserver.errors import (BackendUnavailable, ConfigError, Error, FileNotFound,
+                               InsufficientStorage, StoreError)
 from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcnow
 
 from .documents import MongoDocuments
@@ -72,6 +75,13 @@ BATCH = 16  # chunks per insert: about 4 MiB in flight per upload
 NEWEST = [("uploadDate", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
 FILES_INDEX = [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
 CHUNKS_INDEX = [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)]
+#: Codes of a database out of space: mongod's OutOfDiskSpace (a file write
+#: hitting ENOSPC, too little disk for an index build) and MMAPv1's "quota exceeded".
+FULL_CODES = {14031, 12501}
+#: ... and how messages say it: Atlas's "you are over your space quota" comes with
+#: its catch-all code 8000, WiredTiger's ENOSPC as "No space left on device".
+FULL_WORDS = ("over your space quota", "no space left on device", "enospc",
+              "disk quota exceeded", "out of disk space")
 
 
 def _reason(exc: Exception) -> str:
@@ -81,11 +91,33 @@ def _reason(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
+def _server_errors(exc: Exception) -> list[dict]:
+    """The server's error documents (code, codeName, errmsg) in a pymongo error."""
+    details = getattr(exc, "details", None)
+    if not isinstance(details, dict):
+        return [{"code": getattr(exc, "code", None), "errmsg": str(exc)}]
+    found = [details, *(details.get("writeErrors") or []),
+             *(details.get("writeConcernErrors") or [])]
+    if isinstance(details.get("writeConcernError"), dict):
+        found.append(details["writeConcernError"])
+    return [each for each in found if isinstance(each, dict)]
+
+
+def _out_of_space(exc: Exception) -> str | None:
+    """What a server error says when the database is out of space, else None."""
+    for error in _server_errors(exc):
+        message = str(error.get("errmsg") or "")
+        if error.get("code") in FULL_CODES or any(w in message.lower() for w in FULL_WORDS):
+            name = error.get("codeName") or error.get("code")
+            return f"{name}: {message}" if name is not None else message
+    return None
+
+
 class _Boundary:
     """Turns pymongo errors into store errors (``with self._boundary:``)."""
 
-    def __init__(self, where: str):
-        self.where = where
+    def __init__(self, where: str, database: str = ""):
+        self.where, self.database = where, database
 
     def __enter__(self) -> None:
         return None
@@ -98,6 +130,12 @@ class _Boundary:
                                      f"({_reason(exc)}); try again later.") from exc
         if isinstance(exc, NoFile):
             raise FileNotFound(str(exc)) from exc
+        full = _out_of_space(exc) if isinstance(exc, PyMongoError) else None
+        if full is not None:
+            raise InsufficientStorage(
+                f"The MongoDB database {self.database!r} at {self.where} is out of space "
+                f"({full}); nothing was stored. Free disk space on the database server (or "
+                "raise its quota), or delete files.") from exc
         if isinstance(exc, PyMongoError):
             raise StoreError(f"The database at {self.where} failed: {_reason(exc)}") from exc
 
@@ -218,7 +256,7 @@ class GridFSStore(Store):
         super().__init__(max_size=max_size)
         database, bucket, where = database or "fileserver", bucket or "fs", mask_password(uri)
         self.location = f"{where} (database {database}, bucket {bucket})"
-        self._boundary = _Boundary(where)
+        self._boundary = _Boundary(where, database)
         if client is None:
             lowered = uri.lower()
             defaults = {k: v for k, v in CLIENT_DEFAULTS.items() if f"{k.lower()}=" not in lowered}
@@ -253,6 +291,21 @@ class GridFSStore(Store):
             client.close()
             raise ConfigError(f"backend.gridfs: MongoDB at {where} refused the connection: "
                               f"{_reason(exc)}") from None
+
+    @classmethod
+    def _missing(cls, settings, options):
+        store = cls(options["uri"], database=options["database"], bucket=options["bucket"])
+        try:
+            with store._boundary:
+                try:
+                    names = store._db.list_collection_names()
+                except OperationFailure:  # a user without the right to list: cannot tell
+                    return None
+        finally:
+            store.close()
+        if any(name.startswith(f"{store._bucket_name}.") for name in names):
+            return None
+        return f"no collection {store._bucket_name}.* in {store.location}"
 
     @classmethod
     def _open_documents(cls, settings, options):

@@ -11,8 +11,8 @@
 // COUCHDB_ADMIN_PASSWORD (default admin:pass); with an admin set this is no
 // "admin party", so _security, _users, PUT /db and design documents behave as
 // on CouchDB 3.x for http://NAME:PASSWORD@HOST:PORT/.
-// Its own log goes to DATA/log.txt; data files live under DATA/ (LevelDB), or
-// in memory with --in-memory.
+// Its own log goes to DATA/log.txt (a full disk pauses it, the server goes
+// on); data files live under DATA/ (LevelDB), or in memory with --in-memory.
 //
 // Differences from CouchDB 3.x seen with this server (code for real CouchDB):
 // a Range request gets the whole body with 200; a database with an empty
@@ -142,6 +142,30 @@ const pouchApp = expressPouchDB({
   logPath: path.join(dataDir, 'log.txt'),
   overrideMode: { exclude: ['routes/fauxton'] },
 });
+
+// The log is a WriteStream in the data directory whose 'error' nobody handles:
+// a full disk ended the process at the next log line. Keep serving instead;
+// the log resumes, reopened, with the first line after its error.
+function keepServingThroughLogErrors(logger) {
+  const setFile = logger.setFile.bind(logger);
+  logger.setFile = (file) => {
+    setFile(file);
+    const stream = logger._stream;
+    stream.on('error', (err) => {
+      process.stderr.write(`server.js: log ${file}: ${err.message}\n`);
+      if (logger._stream === stream) logger._stream = null;  // destroyed: no end()
+    });
+  };
+  const write = logger._write.bind(logger);
+  logger._write = (level, message) => {
+    if (!logger._stream) logger.setFile(logger._file);
+    write(level, message);
+  };
+  logger._stream.end();
+  logger._stream = null;
+  logger.setFile(logger._file);
+}
+keepServingThroughLogErrors(pouchApp.couchLogger);
 
 const config = pouchApp.couchConfig;
 const set = (section, key, value) => new Promise((resolve, reject) => {
