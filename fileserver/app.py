@@ -13,7 +13,7 @@ import logging
 from typing import Any, Callable
 
 import bottle
-from bottle import Bottle, HTTPError, request, response, static_file
+from bottle import Bottle, HTTPError, request, response
 
 from . import files, login, openapi
 from .accounts import Accounts
@@ -22,6 +22,7 @@ from .backends import open_store
 from .config import Settings
 from .errors import Error
 from .features import Running, start_features
+from .serving import send_asset
 from .store import Store
 from .throttle import Throttle
 from .views import STATIC_DIR
@@ -129,7 +130,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
 
     @app.get("/static/<path:path>")
     def static(path: str):
-        return static_file(path, root=str(STATIC_DIR))
+        return send_asset(STATIC_DIR, path)
 
     login.add_routes(app)
     files.add_routes(app)  # its same-origin check runs first: no password work for forgeries

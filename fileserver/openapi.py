@@ -109,8 +109,10 @@ def form(properties: dict, required: tuple[str, ...] = (), *,
     return {kind: {"schema": schema}}
 
 
-FORMAT = query("format", "json or html: overrides the Accept header's choice.",
-               {"type": "string", "enum": ["json", "html"]})
+FORMAT = query("format", "html, json or text (one name per line, folders ending in '/'): "
+               "overrides the Accept header's choice, which is HTML unless "
+               "application/json or text/plain is preferred.",
+               {"type": "string", "enum": ["html", "json", "text"]})
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 # -- schemas --------------------------------------------------------------------------
@@ -199,16 +201,29 @@ LISTING_QUERY = [
     query("delimiter", "'/' folds names into folders.", {"type": "string", "enum": ["/"]}),
     query("owner", "Only the files of this user; 'me' for one's own."),
     FORMAT,
+    query("sort", "HTML: the order of the page's entries, folders first (400 for another).",
+          {"type": "string", "enum": ["name", "size", "modified"]}),
+    query("order", "HTML: with sort, asc (the default) or desc.",
+          {"type": "string", "enum": ["asc", "desc"]}),
 ]
 LISTING = {"description": "One page of the listing, in name order.",
-           "content": {**json_content(ref("Listing")), **HTML}}
+           "headers": {"ETag": header("The quoted hash of the listing sent."),
+                       "Vary": header("Accept: the same URL has three formats.")},
+           "content": {**json_content(ref("Listing")), **HTML,
+                       "text/plain": {"schema": {"type": "string"}}}}
+LISTING_OK = {200: LISTING, 304: {"description": "Unchanged (If-None-Match)."}}
 FILE_INFO = json_content(ref("FileInfo"))
 FILE_INFOS = json_content({"type": "array", "items": ref("FileInfo"), "minItems": 1})
 URL_IMPORT = {"url": {"type": "string", "format": "uri",
                       "description": "Fetch this http(s) URL and store what it answers."},
               "name": {"type": "string", "description": "Store it under this name "
                                                         "(default: from the URL)."}}
-UPLOAD_FORM = form({"file": {"type": "array", "items": BINARY,
+EXISTS_DOC = ("When a name is taken: replace (the default) or keep both, storing the "
+              "new file under the first free 'name (n).ext', which the answer names.")
+EXISTS = query("exists", EXISTS_DOC, {"type": "string", "enum": ["replace", "keep"]})
+UPLOAD_FORM = form({"exists": {"type": "string", "enum": ["replace", "keep"],
+                               "description": EXISTS_DOC + " Before the files."},
+                    "file": {"type": "array", "items": BINARY,
                              "description": "Files; each is stored under its filename."},
                     **URL_IMPORT}, multipart=True)
 FILE_HEADERS = {
@@ -235,12 +250,16 @@ def core_paths() -> dict[str, dict]:
                                     206: {"description": "One byte range of it.",
                                           "content": ANY_BYTES},
                                     304: {"description": "Unchanged."}}, 404, 416)}},
+        "/files": {"get": {"summary": "The root folder's URL without its slash",
+                           "operationId": "filesRoot",
+                           "responses": responses({308: redirect("To /files/.")})}},
         "/files/": {
             "get": {"summary": "List the files", "operationId": "listFiles",
                     "parameters": LISTING_QUERY,
-                    "responses": responses({200: LISTING}, 400)},
+                    "responses": responses(LISTING_OK, 400)},
             "post": {"summary": "Upload files (multipart) or import one from a URL",
                      "operationId": "uploadFiles",
+                     "parameters": [EXISTS],
                      "description": "Multipart parts named 'file', or a form field 'url' "
                                     "(urlencoded or multipart) to fetch, when URL imports "
                                     "are enabled (403 otherwise).",
@@ -254,6 +273,8 @@ def core_paths() -> dict[str, dict]:
                 "summary": "Download a file (or list a folder: name ending in '/')",
                 "operationId": "getFile",
                 "parameters": [
+                    query("delete", "Present: an HTML page asking to confirm the delete, "
+                          "whose form POSTs _method=DELETE.", allowEmptyValue=True),
                     query("download", "Present: send as an attachment.",
                           allowEmptyValue=True),
                     *LISTING_QUERY,
@@ -273,14 +294,17 @@ def core_paths() -> dict[str, dict]:
                           "content": ANY_BYTES},
                     304: {"description": "Unchanged since the client's copy.",
                           "headers": {"ETag": FILE_HEADERS["ETag"]}},
+                    308: redirect("A folder's name without its slash: to the folder."),
                 }, 400, 404, 416),
             },
             "head": {"summary": "A file's headers", "operationId": "headFile",
                      "responses": responses({200: {"description": "The GET headers, no body.",
                                                    "headers": FILE_HEADERS},
-                                             304: {"description": "Unchanged."}},
+                                             304: {"description": "Unchanged."},
+                                             308: redirect("To the folder.")},
                                             400, 404, 416)},
             "put": {"summary": "Store the raw body under this name", "operationId": "putFile",
+                    "parameters": [EXISTS],
                     "requestBody": {"required": True, "description": "The content; its "
                                     "Content-Type is stored (guessed from the name if none).",
                                     "content": {"application/octet-stream": {"schema": BINARY}}},
@@ -294,6 +318,7 @@ def core_paths() -> dict[str, dict]:
             "post": {"summary": "Upload into a folder (name ending in '/'), or delete a file "
                                 "from a form (_method=DELETE)",
                      "operationId": "postFile",
+                     "parameters": [EXISTS],
                      "description": "A folder takes what POST /files/ takes; a file's URL "
                                     "takes only _method=DELETE (the no-JavaScript delete "
                                     "button).",

@@ -1,5 +1,5 @@
 """Serving a stored file over HTTP: what bottle's ``static_file`` does for
-local paths, for any store.
+local paths, for any store (and ``send_asset`` for the app's own files).
 
 Conditional requests (ETag from the stored sha256, Last-Modified, 304), one
 byte range (206 / 416, the offset handed to the store so the backend seeks),
@@ -12,9 +12,11 @@ import email.utils
 import re
 from urllib.parse import quote
 
-from bottle import parse_range_header, request, response
+from pathlib import Path
 
-from .errors import RangeNotSatisfiable
+from bottle import HTTPResponse, parse_range_header, request, response, static_file
+
+from .errors import FileNotFound, RangeNotSatisfiable
 from .store import CHUNK, FileInfo, Store, StoredFile
 
 #: Types a browser would run as an active page: always sent as attachments.
@@ -34,6 +36,22 @@ def content_disposition(name: str, attachment: bool) -> str:
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in filename)
     kind = "attachment" if attachment else "inline"
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def send_asset(root: Path, path: str):
+    """One of the app's own files (``views/static``): bottle's ``static_file``
+    with a quoted ETag (RFC 9110 §8.8.3) and an If-None-Match that understands
+    lists and weak tags, which bottle's exact string comparison does not."""
+    file = (root / path.strip("/")).resolve()
+    if root.resolve() not in file.parents or not file.is_file():
+        raise FileNotFound(path)
+    stat = file.stat()
+    tag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}  # revalidate: a 304 is cheap
+    if _etag_matches(request.get_header("If-None-Match", ""), tag, weak=True):
+        return HTTPResponse(status=304, **headers)
+    return static_file(str(file.relative_to(root.resolve())), root=str(root.resolve()),
+                       etag=tag, headers=headers)
 
 
 def _etag_matches(header: str, tag: str, weak: bool) -> bool:

@@ -584,3 +584,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _list(self, prefix: str, after: str | None, limit: int) -> list[FileInfo]:
         """Up to ``limit`` files starting with ``prefix``, names > ``after``, in name order."""
+
+
+def visible_list(store: Store, prefix: str, *, after: str | None = None, limit: int = 100,
+                 **options: Any) -> Listing:
+    """``store.list`` without the server's private files (PRIVATE_PREFIX):
+    a page that reaches them is completed from past their range."""
+    listing = store.list(prefix, after=after, limit=limit, **options)
+    entries = listing.folders + [i.name for i in listing.files]
+    if not any(n.startswith(PRIVATE_PREFIX) for n in entries):
+        return listing
+    files = [i for i in listing.files if i.name < PRIVATE_PREFIX]
+    folders = [f for f in listing.folders if f < PRIVATE_PREFIX]
+    # what came before the private range is fewer than the page: fill it up
+    limit = min(limit, MAX_PAGE) - len(files) - len(folders)
+    rest = store.list(prefix, after=PRIVATE_PREFIX + NAME_MAX, limit=limit, **options)
+    return Listing(files + rest.files, folders + rest.folders, rest.next_after)

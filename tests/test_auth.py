@@ -164,13 +164,13 @@ def test_owner_me_lists_ones_own_files(users_app):
     for i in range(5):
         users_app.put(f"/files/mix/a{i}.txt", b"a", headers=basic("alice"))
         users_app.put(f"/files/mix/b{i}.txt", b"b", headers=basic("bob"))
-    res = users_app.get("/files/?owner=me&limit=3", headers=basic("alice")).json
+    res = users_app.get("/files/?owner=me&limit=3&format=json", headers=basic("alice")).json
     assert [f["name"] for f in res["files"]] == ["mix/a0.txt", "mix/a1.txt", "mix/a2.txt"]
     res = users_app.get(res["next"], headers=basic("alice")).json
     assert [f["name"] for f in res["files"]] == ["mix/a3.txt", "mix/a4.txt"] and not res["next"]
-    res = users_app.get("/files/?owner=bob", headers=basic("rita")).json
+    res = users_app.get("/files/?owner=bob&format=json", headers=basic("rita")).json
     assert {f["owner"] for f in res["files"]} == {"bob"} and len(res["files"]) == 5
-    assert users_app.get("/files/?owner=me", headers=basic("rita")).json["files"] == []
+    assert users_app.get("/files/?owner=me&format=json", headers=basic("rita")).json["files"] == []
     page = users_app.get("/files/?owner=me", headers={**basic("alice"), **HTML}).text
     assert "a4.txt" in page and "b0.txt" not in page
 
@@ -195,7 +195,7 @@ def test_only_the_owner_or_an_admin_deletes_a_tile(users_app):
     res = users_app.post("/mosaic/tiles", _tile_zip(), headers=basic("alice"),
                          content_type="application/zip", status=201)
     first, second = res.json["tiles"]
-    assert users_app.get(f"/files/tiles/{first}.jpg", headers=basic("bob")).status_int == 200
+    assert users_app.get(f"/mosaic/tiles/{first}/image", headers=basic("bob")).status_int == 200
     res = users_app.post(f"/mosaic/tiles/{first}", headers=basic("alice"), status=405)
     assert res.headers["Allow"] == "DELETE" and "Delete a tile with DELETE" in res.json["error"]
     res = users_app.delete(f"/mosaic/tiles/{first}", headers=basic("bob"), status=403)
@@ -236,9 +236,11 @@ def test_session_writes_need_the_csrf_token(users_app):
     users_app.post("/files/", [("_csrf", "0" * 32)], upload_files=[("file", "x.txt", b"x")],
                    status=403)
     users_app.get("/files/x.txt", status=404)
-    # the listing's delete form carries it
+    # the listing's delete button asks first; the confirmation's form carries it
     page = users_app.get("/files/", headers=HTML)
-    delete = [f for f in page.forms.values() if f.action == "/files/m.txt"][0]
+    ask = [f for f in page.forms.values() if f.action == "/files/m.txt"][0]
+    delete = [f for f in ask.submit(headers=HTML).forms.values()
+              if f.action == "/files/m.txt" and f.method.lower() == "post"][0]
     assert delete["_csrf"].value == csrf
     delete.submit(headers=HTML, status=303)
     users_app.get("/files/m.txt", status=404)

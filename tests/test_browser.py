@@ -51,6 +51,13 @@ PROGRESS_RECORDER = """
 """
 
 
+def mark_page(page: Page) -> None:
+    """Set a flag in the page's window: a reload or navigation loses it."""
+    page.evaluate("window.__unchanged = true")
+
+
+def page_is_marked(page: Page) -> bool:
+    return page.evaluate("window.__unchanged === true")
 
 
 class PageWatch:
@@ -127,7 +134,9 @@ def test_upload_list_download_folders_delete(live_server, browser, tmp_path):
     expect(page).to_have_title("/ · fileserver")
     expect(page.locator("p.empty")).to_have_text("No files here yet.")
 
-    # upload through the form: JavaScript PUTs the file with a progress bar, then reloads
+    # upload through the form: JavaScript PUTs the file with a progress bar, then
+    # fetches the table again without reloading the page
+    mark_page(page)
     data = os.urandom(3 * 1024 * 1024 + 17)
     src = tmp_path / "photo one.bin"
     src.write_bytes(data)
@@ -143,7 +152,8 @@ def test_upload_list_download_folders_delete(live_server, browser, tmp_path):
     assert all(e["name"] == "photo one.bin" and e["hasBar"] for e in log), log
     assert log[0]["cls"] == "uploading"
     assert log[-1]["cls"] == "done" and log[-1]["value"] == 100, log
-    expect(page.locator("#progress li")).to_have_count(0)  # the page reloaded
+    expect(page.locator("#progress li.done")).to_have_count(1)  # still shown: no reload
+    assert page_is_marked(page)
 
     # the Download link saves exactly the uploaded bytes
     with page.expect_download() as download_info:
@@ -166,7 +176,7 @@ def test_upload_list_download_folders_delete(live_server, browser, tmp_path):
     page.locator("#files tr.folder a", has_text="inner/").click()
     page.wait_for_url(base + "files/docs/inner/")
     expect(page.locator("nav.crumbs")).to_have_text("files / docs / inner")
-    expect(page.locator("nav.crumbs a")).to_have_text(["files", "docs", "inner"])
+    expect(page.locator("nav.crumbs a")).to_have_text(["files", "docs"])  # not the folder itself
     expect(file_row(page, "docs/inner/readme.txt").locator("a.open")).to_have_text("readme.txt")
     expect_size(page, "docs/inner/readme.txt", 8)
 
@@ -187,9 +197,9 @@ def test_upload_list_download_folders_delete(live_server, browser, tmp_path):
 
     page.screenshot(path=str(tmp_path / "listing.png"), full_page=True)
 
-    # Delete removes the file and comes back to the listing
+    # Delete asks, then removes the file and its row
+    page.once("dialog", lambda dialog: dialog.accept())
     file_row(page, "photo one.bin").get_by_role("button", name="Delete").click()
-    page.wait_for_url(base + "files/")
     expect(file_row(page, "photo one.bin")).to_have_count(0)
     expect(page.locator("#files tr.folder a")).to_have_text(["docs/"])
     assert status_of(base + "files/photo%20one.bin") == 404
@@ -230,9 +240,19 @@ def test_upload_and_delete_without_javascript(live_server, browser, tmp_path):
     assert page.url == base + "files/sub/"
     expect_size(page, "sub/first.txt", first.stat().st_size)
 
-    # the Delete button is a plain form too
+    # the Delete button is a plain form too: it leads to a page that asks first
     with page.expect_navigation():
         file_row(page, "sub/first.txt").get_by_role("button", name="Delete").click()
+    assert page.url == base + "files/sub/first.txt?delete="
+    expect(page.locator("h1")).to_have_text("Delete sub/first.txt?")
+    with page.expect_navigation():  # Cancel goes back, nothing deleted
+        page.get_by_role("link", name="Cancel").click()
+    assert page.url == base + "files/sub/"
+    assert status_of(base + "files/sub/first.txt") == 200
+    with page.expect_navigation():
+        file_row(page, "sub/first.txt").get_by_role("button", name="Delete").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Delete").click()
     assert page.url == base + "files/sub/"
     expect(file_row(page, "sub/first.txt")).to_have_count(0)
     expect(file_row(page, "sub/existing.txt")).to_be_visible()
@@ -400,13 +420,16 @@ def test_login_upload_with_csrf_delete_logout(backend, browser, tmp_path):
         assert put_request.value.headers.get("x-csrf-token")
         expect(file_row(page, "erins.txt")).to_be_visible()
 
-        # frank's file: erin's delete is refused with a page that says why
+        # frank's file: erin's delete is refused, and the page says why
+        page.on("dialog", lambda dialog: dialog.accept())
         file_row(page, "franks.txt").locator("form.delete button").click()
         expect(page.locator(".error-message")).to_contain_text("belongs to frank")
-        page.goto(base + "files/")
-        file_row(page, "erins.txt").locator("form.delete button").click()
-        page.wait_for_url(base + "files/")
+        expect(file_row(page, "franks.txt")).to_have_count(1)
+        with page.expect_request(lambda r: r.method == "DELETE") as delete_request:
+            file_row(page, "erins.txt").locator("form.delete button").click()
+        assert delete_request.value.headers.get("x-csrf-token")
         expect(file_row(page, "erins.txt")).to_have_count(0)
+        expect(page.locator(".error-message")).to_have_count(0)
         expect(file_row(page, "franks.txt")).to_have_count(1)
 
         page.goto(base + "account")
@@ -424,5 +447,200 @@ def test_login_upload_with_csrf_delete_logout(backend, browser, tmp_path):
         page.wait_for_url(re.compile(r".*/login\?next=/files/$"))
         watch.check(base, expected_failures=((403, "files/franks.txt"),
                                              (401, "login")))
+    finally:
+        server.stop()
+
+
+# -- asking before a delete or a replace; phones --------------------------------------
+
+
+def test_javascript_delete_asks_first_then_removes_the_row(live_server, browser):
+    base = live_server.url
+    put(base + "files/a.txt", b"a")
+    put(base + "files/b.txt", b"b")
+    page, watch = new_page(browser)
+    deletes = []
+    page.on("request", lambda r: r.method == "DELETE" and deletes.append(r.url))
+    page.goto(base + "files/")
+    mark_page(page)
+
+    asked = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    file_row(page, "a.txt").get_by_role("button", name="Delete").click()
+    assert asked == ["Delete a.txt?"]
+    expect(file_row(page, "a.txt")).to_have_count(1)
+    assert deletes == [] and status_of(base + "files/a.txt") == 200
+
+    page.once("dialog", lambda d: d.accept())
+    file_row(page, "a.txt").get_by_role("button", name="Delete").click()
+    expect(file_row(page, "a.txt")).to_have_count(0)
+    assert deletes == [base + "files/a.txt"]
+    assert status_of(base + "files/a.txt") == 404
+    expect(file_row(page, "b.txt")).to_have_count(1)
+
+    # the last one: the table gives way to the empty-folder text
+    page.once("dialog", lambda d: d.accept())
+    file_row(page, "b.txt").get_by_role("button", name="Delete").click()
+    expect(page.locator("p.empty")).to_have_text("No files here yet.")
+    assert status_of(base + "files/b.txt") == 404
+    assert page_is_marked(page), "the page was reloaded"
+    watch.check(base)
+    page.context.close()
+
+
+def progress_values(page: Page) -> list[list]:
+    """[name, class, bar value] of each item of the progress list."""
+    return page.eval_on_selector_all(
+        "#progress li", "items => items.map(li => [li.dataset.name, li.className, "
+                        "li.querySelector('progress').value])")
+
+
+def test_javascript_upload_onto_a_taken_name(live_server, browser, tmp_path):
+    base = live_server.url
+    put(base + "files/photo.jpg", b"the old photo")
+    page, watch = new_page(browser)
+    page.goto(base + "files/")
+    mark_page(page)
+    expect(page.locator("#upload fieldset.exists")).to_be_hidden()  # asked per file instead
+
+    photo, fresh = tmp_path / "photo.jpg", tmp_path / "fresh.txt"
+    photo.write_bytes(b"the new photo, twice as long")
+    fresh.write_bytes(b"a name nobody has\n")
+    page.set_input_files("#upload input[type=file]", [str(photo), str(fresh)])
+    page.click("#upload button[type=submit]")
+    conflict = page.locator('#progress li.conflict[data-name="photo.jpg"]')
+    expect(conflict).to_contain_text("photo.jpg exists:")
+    expect(conflict.get_by_role("button")).to_have_text(["Replace", "Keep both", "Skip"])
+    # the free name went ahead without asking
+    expect(page.locator('#progress li.done[data-name="fresh.txt"]')).to_be_visible()
+    with page.expect_request(lambda r: r.method == "PUT") as put_request:
+        conflict.get_by_role("button", name="Keep both").click()
+    assert put_request.value.url == base + "files/photo.jpg?exists=keep"
+    done = page.locator('#progress li.done[data-name="photo.jpg"]')
+    expect(done).to_contain_text("stored as photo (1).jpg")
+    # the table shows both, and the progress bars are still there, full
+    expect(file_row(page, "photo (1).jpg")).to_be_visible()
+    expect_size(page, "photo (1).jpg", photo.stat().st_size)
+    expect_size(page, "photo.jpg", len(b"the old photo"))
+    expect(file_row(page, "fresh.txt")).to_be_visible()
+    assert sorted(progress_values(page)) == [["fresh.txt", "done", 100],
+                                             ["photo.jpg", "done", 100]]
+    assert page_is_marked(page), "the page was reloaded"
+
+    # again: replace this time; the last batch's items make way
+    photo.write_bytes(b"newest")
+    page.set_input_files("#upload input[type=file]", str(photo))
+    page.click("#upload button[type=submit]")
+    page.locator("#progress li.conflict").get_by_role("button", name="Replace").click()
+    expect(page.locator("#progress li.done")).to_have_count(1)
+    expect_size(page, "photo.jpg", len(b"newest"))
+    # and skip: nothing sent
+    page.set_input_files("#upload input[type=file]", str(fresh))
+    page.click("#upload button[type=submit]")
+    page.locator("#progress li.conflict").get_by_role("button", name="Skip").click()
+    expect(page.locator("#progress li.skipped")).to_contain_text("fresh.txt — skipped")
+    expect(page.locator("#files tr.file")).to_have_count(3)
+    assert page_is_marked(page)
+
+    fetch = subprocess.run(["curl", "-sS", base + "files/photo.jpg",
+                            base + "files/photo%20(1).jpg"], capture_output=True, timeout=30)
+    assert fetch.stdout == b"newest" + b"the new photo, twice as long"
+    watch.check(base)
+    page.context.close()
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}}
+LONG = "quarterly-report-for-the-board-" * 5 + "final.pdf"
+
+
+def assert_fits(page: Page, what: str) -> None:
+    """No horizontal scroll: nothing wider than the screen."""
+    page.wait_for_load_state()  # the stylesheet too, after a click's navigation
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth, "
+                           "document.documentElement.clientWidth]")
+    assert widths[0] <= min(widths[1:]), (what, widths)
+
+
+def assert_rows_on_screen(page: Page) -> None:
+    """Every file's name, Download and Delete are within the screen's width."""
+    rows = page.locator("#files tr.file")
+    assert rows.count() >= 4
+    for i in range(rows.count()):
+        for part in ("a.open", "a.download", "form.delete button"):
+            box = rows.nth(i).locator(part).bounding_box()
+            assert box and box["width"] > 0 and box["x"] + box["width"] <= 390, (i, part, box)
+
+
+def log_in(page: Page, base: str, password: str) -> None:
+    page.fill("input[name=name]", "erin")
+    page.fill("input[name=password]", password)
+    page.click("form.login button[type=submit]")
+
+
+def test_pages_fit_a_phone(backend, browser, tmp_path):
+    server = start_server(tmp_path / "srv", backend.config(tmp_path / "srv"))
+    added = subprocess.run([sys.executable, "-m", "fileserver", "user", "--config",
+                            str(server.workdir / "fileserver.ini"), "add", "erin", "--role",
+                            "writer", "--password-stdin"], input="erin-password\n",
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    base = server.url
+    auth = base.replace("http://", "http://erin:erin-password@")
+    try:
+        for name, size in ((LONG, 5_000_000), ("a.txt", 3), ("b.bin", 70_000),
+                           ("c.json", 1200), ("folder-with-a-rather-long-name-too/" + LONG, 1)):
+            put(auth + "files/" + name, b"x" * size)
+        page, watch = new_page(browser, **PHONE)
+        page.goto(base + "files/")
+        page.wait_for_url(re.compile(r".*/login\?next=/files/$"))
+        assert_fits(page, "login")
+        log_in(page, base, "wrong-password")
+        error = page.locator("p.error-message")
+        expect(error).to_have_text("Wrong user name or password.")
+        expect(error).to_have_attribute("role", "alert")
+        style = error.evaluate("e => { const s = getComputedStyle(e); return [s.color, "
+                               "s.borderLeftWidth, s.borderLeftStyle, s.backgroundColor]; }")
+        red, green, blue = map(int, re.findall(r"\d+", style[0])[:3])
+        assert red > 2 * max(green, blue, 1), style  # red text
+        assert float(style[1].rstrip("px")) >= 2 and style[2] == "solid", style
+        assert style[3] not in ("rgba(0, 0, 0, 0)", "transparent"), style
+        assert_fits(page, "login with an error")
+        log_in(page, base, "erin-password")
+        page.wait_for_url(base + "files/")
+        assert_fits(page, "listing")
+        assert_rows_on_screen(page)
+        expect(page.locator("#files th.type")).to_be_hidden()
+        page.goto(base + "files/?sort=size&order=desc")
+        assert_fits(page, "sorted listing")
+        expect(page.locator("#files tr.file").first).to_have_attribute("data-name", LONG)
+        page.goto(base + "files/folder-with-a-rather-long-name-too/")
+        assert_fits(page, "folder")
+        page.goto(base + "files/" + LONG + "?delete")
+        expect(page.locator("h1")).to_have_text(f"Delete {LONG}?")
+        assert_fits(page, "confirmation")
+        page.goto(base + "files/missing-" + LONG)
+        expect(page.locator("h1")).to_have_text("404 Not Found")
+        assert_fits(page, "error")
+        page.goto(base + "account")
+        page.fill("form.token input[name=label]", "a phone")
+        page.click("form.token button[type=submit]")
+        expect(page.locator("#new-token")).to_be_visible()
+        assert_fits(page, "account")
+        for path in ("mosaic", "mosaic/tiles"):
+            page.goto(base + path)
+            assert_fits(page, path)
+        watch.check(base, expected_failures=((401, "login"),
+                                             (404, "files/missing-" + LONG)))
+        page.context.close()
+
+        # without JavaScript the listing shows the keep/replace choice: it fits too
+        page, _ = new_page(browser, java_script_enabled=False, **PHONE)
+        page.goto(base + "login")
+        log_in(page, base, "erin-password")
+        page.wait_for_url(base + "files/")
+        expect(page.locator("#upload fieldset.exists")).to_be_visible()
+        assert_fits(page, "listing without JavaScript")
+        assert_rows_on_screen(page)
+        page.context.close()
     finally:
         server.stop()

@@ -31,13 +31,15 @@ PANEL_RECORDER = """
   const snap = (step) => {
     if (!step) return null;
     const bar = step.querySelector("progress");
-    return {hidden: step.hidden, cls: step.className, label: step.querySelector(".label").textContent,
+    return {hidden: step.hidden, cls: step.className,
+            label: step.querySelector(".label").textContent,
             value: bar.hasAttribute("value") ? bar.value : null, max: bar.max};
   };
   const record = () => {
     const panel = document.querySelector("#tiles-job, #mosaic-job");
     if (!panel || panel.hidden) return;
-    const entry = {state: panel.dataset.state || "", upload: snap(panel.querySelector(".upload-step")),
+    const entry = {state: panel.dataset.state || "",
+                   upload: snap(panel.querySelector(".upload-step")),
                    work: snap(panel.querySelector(".work-step"))};
     const last = window.panelLog[window.panelLog.length - 1];
     if (!last || JSON.stringify(last) !== JSON.stringify(entry)) window.panelLog.push(entry);
@@ -101,8 +103,28 @@ def near(pixel, rgb, tolerance: int = 14) -> bool:
 def server(live_server, backend):
     """The live server, on a backend that keeps a tile library."""
     if status_of(live_server.url + "mosaic/tiles?format=json") == 501:
-        pytest.skip(f"{backend.name} has no tile index (its refusal is tested in test_mosaic_tiles)")
+        pytest.skip(f"{backend.name} has no tile index "
+                    "(its refusal is tested in test_mosaic_tiles)")
     return live_server
+
+
+def check_report(report) -> None:
+    """The report of tiles_zip: one line per reason with its count; the entries
+    folded away in a <details> until its line is clicked."""
+    expect(report.locator(".summary")).to_have_text(
+        re.compile(r"Added 6 tiles, skipped 2 in [\d.]+ s\."))
+    lines = report.locator("ul.skipped > li")
+    expect(lines.locator("summary")).to_have_text(["duplicate: 1", "not an image: 1"])
+    entries = lines.locator("details li")
+    expect(entries).to_have_count(2)
+    expect(entries.first).to_be_hidden()
+    lines.first.locator("summary").click()
+    expect(entries.first).to_be_visible()
+    expect(entries.first).to_have_text(
+        re.compile(r"copy/red\.png: the same picture as 'red\.png' \(tile [0-9a-f]{64}\)"))
+    expect(entries.nth(1)).to_be_hidden()
+    lines.nth(1).locator("summary").click()
+    expect(entries.nth(1)).to_have_text(re.compile(r"readme\.txt: only JPEG, .* are read"))
 
 
 def add_tiles_with_javascript(page: Page, base: str, zip_path: str) -> None:
@@ -124,14 +146,7 @@ def add_tiles_with_javascript(page: Page, base: str, zip_path: str) -> None:
     assert re.fullmatch(r"/mosaic/jobs/[0-9a-f]{32}", job_url)
 
     # the report, then the refreshed gallery, all without a reload
-    summary = page.locator("#tiles-job .report .summary")
-    expect(summary).to_have_text(re.compile(r"Added 6 tiles, skipped 2 in [\d.]+ s\."))
-    skipped = page.locator("#tiles-job .report ul.skipped li")
-    expect(skipped).to_have_count(2)
-    reasons = dict(item.split(": ", 1) for item in skipped.all_text_contents())
-    assert set(reasons) == {"copy/red.png", "readme.txt"}
-    assert reasons["copy/red.png"].startswith("duplicate")
-    assert reasons["readme.txt"].startswith("not an image")
+    check_report(page.locator("#tiles-job .report"))
     expect(page.locator("#tile-count")).to_have_text("6 tiles in the library.")
     expect(page.locator("#tiles li.tile")).to_have_count(6)
     assert page.evaluate("window.notReloaded") is True
@@ -143,8 +158,8 @@ def add_tiles_with_javascript(page: Page, base: str, zip_path: str) -> None:
     log = page.evaluate("window.panelLog")
     uploads = [e["upload"] for e in log]
     assert uploads[0]["label"] == "Uploading…" and uploads[0]["value"] == 0, log
-    assert any(re.fullmatch(r"Uploading: \d+% \([\d.]+ (bytes|KiB|MiB) of [\d.]+ (bytes|KiB|MiB)\)", u["label"])
-               for u in uploads), log
+    uploading = r"Uploading: \d+% \([\d.]+ (bytes|KiB|MiB) of [\d.]+ (bytes|KiB|MiB)\)"
+    assert any(re.fullmatch(uploading, u["label"]) for u in uploads), log
     assert uploads[-1]["label"] == "Uploaded." and uploads[-1]["value"] == uploads[-1]["max"] > 0
     works = [e["work"] for e in log if not e["work"]["hidden"]]
     assert works, log
@@ -186,7 +201,7 @@ def test_tiles_upload_gallery_and_delete_with_javascript(server, browser, tmp_pa
     expect(page.locator("#tile-count")).to_have_text("5 tiles in the library.")
     assert page.evaluate("window.notReloaded") is True
     assert library(base)["count"] == 5
-    assert status_of(base + f"files/tiles/{white_id}.jpg") == 404
+    assert status_of(base + f"mosaic/tiles/{white_id}/image") == 404
 
     # the count and gallery are the server's after a reload too
     page.reload()
@@ -239,7 +254,8 @@ def test_mosaic_from_an_upload_with_javascript(server, browser, tmp_path):
     expect(link).to_have_text(re.compile(r"mosaics/red-blue-30x20-\d{8}-\d{6}-[0-9a-f]{4}\.png"))
     name = link.text_content()
     assert link.get_attribute("href") == "/files/" + quote(name)
-    assert result.locator("a.download").get_attribute("href") == "/files/" + quote(name) + "?download"
+    download = result.locator("a.download").get_attribute("href")
+    assert download == "/files/" + quote(name) + "?download"
     image = result.locator("img.mosaic")
     page.wait_for_function("document.querySelector('#result img.mosaic').complete")
     assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [30 * 8, 20 * 8]
@@ -320,14 +336,19 @@ def test_tiles_and_mosaic_without_javascript(server, browser, tmp_path):
     put(base + "files/notes.txt", b"not offered as a source\n")
     page, watch = new_page(browser, java_script_enabled=False)
 
-    # tiles: the form posts the ZIP and the server answers 303 back to the gallery
+    # tiles: the form posts the ZIP, the server answers 303 to the job's page,
+    # which refreshes itself until the report shows; it links back to the gallery
     page.goto(base + "mosaic/tiles")
     page.set_input_files("#tiles-upload input[name=zip]", tiles_zip(tmp_path / "tiles.zip"))
     with page.expect_navigation() as nav:
         page.click("#tiles-upload button[type=submit]")
     post = nav.value.request.redirected_from
     assert post is not None and post.method == "POST" and post.response().status == 303
-    assert page.url == base + "mosaic/tiles"
+    assert re.fullmatch(re.escape(base) + r"mosaic/jobs/[0-9a-f]{32}", page.url), page.url
+    expect(page.locator("h1")).to_have_text("Adding tiles: done", timeout=60_000)
+    check_report(page.locator("#job .report"))
+    page.get_by_role("link", name="See the library").click()
+    page.wait_for_url(base + "mosaic/tiles")
     expect(page.locator("#tile-count")).to_have_text("6 tiles in the library.")
     expect(page.locator("#tiles li.tile")).to_have_count(6)
     expect(page.locator("#tiles-job")).to_be_hidden()
@@ -371,7 +392,8 @@ def test_tiles_and_mosaic_without_javascript(server, browser, tmp_path):
     assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [120, 80]
     # the source stays chosen, ready for another try; the output is offered too
     expect(page.locator("#mosaic-form select[name=source]")).to_have_value("photos/sky.png")
-    expect(page.locator("#mosaic-form optgroup[label='Earlier mosaics'] option")).to_have_text([name])
+    earlier = page.locator("#mosaic-form optgroup[label='Earlier mosaics'] option")
+    expect(earlier).to_have_text([name])
     watch.check(base)
     page.context.close()
 
@@ -394,7 +416,8 @@ def test_job_page_and_no_other_hosts(server, browser, tmp_path):
                            base + "mosaic"], capture_output=True, timeout=60, text=True)
     job = json.loads(proc.stdout)
     page, watch = new_page(browser)
-    page.context.add_init_script("sessionStorage.setItem('loads', 1 + +sessionStorage.getItem('loads'))")
+    page.context.add_init_script(
+        "sessionStorage.setItem('loads', 1 + +sessionStorage.getItem('loads'))")
 
     # the job's page refreshes itself while the job runs, and ends with the result
     page.goto(base + job["url"].lstrip("/"))
@@ -415,7 +438,8 @@ def test_job_page_and_no_other_hosts(server, browser, tmp_path):
     expect(page.locator("#job .details")).to_have_text(
         re.compile(r"30 × 30 cells, \d+ different tiles?, [\d.]+ s"))
     page.wait_for_function("document.querySelector('#job img.mosaic').complete")
-    assert page.locator("#job img.mosaic").evaluate("i => [i.naturalWidth, i.naturalHeight]") == [180, 180]
+    size = page.locator("#job img.mosaic").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert size == [180, 180]
     name = page.locator("#job a.open").text_content()
     assert name.startswith("mosaics/gradient-30x30-") and name.endswith(".jpg")
     page.get_by_role("link", name="Make another").click()

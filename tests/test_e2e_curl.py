@@ -126,7 +126,7 @@ def http(*args: str, ok: bool = True, **kw) -> Reply:
 
 
 def listed_names(base: str) -> set[str]:
-    reply = http(base + "files/?limit=1000")
+    reply = http(base + "files/?format=json&limit=1000")
     assert reply.headers["content-type"].startswith("application/json")
     return {f["name"] for f in reply.json()["files"]}
 
@@ -374,7 +374,7 @@ def test_json_listing(live_server, tmp_path):
         assert http("-T", str(src), base + "files/" + name).status == 201
 
     # curl's default Accept (*/*) gets JSON, not the HTML page
-    reply = http(base + "files/")
+    reply = http("-H", "Accept: application/json", base + "files/")  # the README's one flag
     assert reply.headers["content-type"].startswith("application/json")
     listing = reply.json()
     assert [(f["name"], f["size"]) for f in listing["files"]] == [
@@ -385,15 +385,15 @@ def test_json_listing(live_server, tmp_path):
     assert all(len(f["sha256"]) == 64 for f in listing["files"])
 
     # a folder URL lists that folder; a delimiter groups sub-folders
-    listing = http(base + "files/b/?delimiter=/").json()
+    listing = http(base + "files/b/?delimiter=/&format=json").json()
     assert [f["name"] for f in listing["files"]] == ["b/c.txt"]
     assert listing["folders"] == ["b/d/"]
-    listing = http(base + "files/?delimiter=/").json()
+    listing = http(base + "files/?delimiter=/&format=json").json()
     assert [f["name"] for f in listing["files"]] == ["a.txt", "z.bin"]
     assert listing["folders"] == ["b/"]
 
     # paging: limit + next
-    first = http(base + "files/?limit=2").json()
+    first = http(base + "files/?limit=2&format=json").json()
     assert [f["name"] for f in first["files"]] == ["a.txt", "b/c.txt"]
     assert first["next"]
     second = http(base.rstrip("/") + first["next"]).json()

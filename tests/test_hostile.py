@@ -120,7 +120,7 @@ class Server:
     # -- what the checks compare --
 
     def files(self) -> set[tuple[str, int, str]]:
-        reply = self.request("GET", "/files/?limit=1000")
+        reply = self.request("GET", "/files/?format=json&limit=1000")
         assert reply.status == 200, reply
         return {(f["name"], f["size"], f["sha256"]) for f in reply.json()["files"]}
 
@@ -310,22 +310,28 @@ def field(name: str, value: str) -> tuple[bytes, bytes]:
     return f'Content-Disposition: form-data; name="{name}"'.encode(), value.encode()
 
 
+def skipped(report: dict) -> dict[str, str]:
+    """entry -> "reason (detail)", from the report's groups of skipped entries."""
+    return {e["entry"]: f"{reason} ({e['detail']})"
+            for reason, group in report["skipped"].items() for e in group["entries"]}
+
+
 def reported(entry: str, words: str) -> Callable:
     """The upload was answered with a report: nothing added, and ``entry``
     skipped with a reason containing ``words``."""
     def check(server: Server, replies: list[Reply]) -> None:
         report = replies[0].json()
         assert report["added"] == 0 and report["tiles"] == [], report
-        reasons = {s["entry"]: s["reason"] for s in report["skipped"]}
-        assert words in reasons.get(entry, ""), (entry, report)
+        assert words in skipped(report).get(entry, ""), (entry, report)
     return check
 
 
 def skipped_all(count: int, words: str) -> Callable:
     def check(server: Server, replies: list[Reply]) -> None:
         report = replies[0].json()
-        assert report["added"] == 0 and len(report["skipped"]) == count, report["skipped"][:3]
-        assert all(words in s["reason"] for s in report["skipped"])
+        groups = report["skipped"]
+        assert report["added"] == 0 and list(groups) == [words], list(groups)
+        assert groups[words]["count"] == len(groups[words]["entries"]) == count
     return check
 
 
@@ -340,13 +346,14 @@ def stored_as(name: str, body: bytes) -> Callable:
 
 def added_as_tile(label: str) -> Callable:
     """An entry path like ``../x.png`` is a label, never a path: the image
-    becomes tiles/<id>.jpg and nothing else is written."""
+    becomes a tile (its image kept by the mosaic) and nothing else is written."""
     def check(server: Server, replies: list[Reply]) -> None:
         report = replies[0].json()
-        assert report["added"] == 1 and report["skipped"] == [], report
+        assert report["added"] == 1 and report["skipped"] == {}, report
         tile_id = report["tiles"][0]
         names = {f[0] for f in server.files()}
-        assert f"tiles/{tile_id}.jpg" in names and not any(label.lstrip("/.") in n for n in names)
+        assert not any(label.lstrip("/.") in n for n in names)
+        assert server.request("GET", f"/mosaic/tiles/{tile_id}/image").status == 200
         listed = server.request("GET", "/mosaic/tiles?limit=1000&format=json").json()["tiles"]
         assert {t["id"]: t["meta"]["source"] for t in listed}[tile_id] == label
         assert server.request("DELETE", f"/mosaic/tiles/{tile_id}").status == 204

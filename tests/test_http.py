@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import io
 import json
 import os
 import re
@@ -60,7 +61,7 @@ def test_bad_names_get_400_json(app, path):
     res = app.put(path, b"x", status=400)
     assert res.json["status"] == 400
     assert res.json["error"]
-    assert app.get("/files/?format=json").json["files"] == []
+    assert app.get("/files/?format=json&format=json").json["files"] == []
 
 
 def test_upload_over_limit_is_413_and_stores_nothing(make_app):
@@ -69,7 +70,7 @@ def test_upload_over_limit_is_413_and_stores_nothing(make_app):
     assert res.json == {"error": res.json["error"], "status": 413}
     assert "limit" in res.json["error"]
     app.post("/files/", upload_files=[("file", "big2", b"y" * 5000)], status=413)
-    assert app.get("/files/").json["files"] == []
+    assert app.get("/files/?format=json").json["files"] == []
 
 
 def test_truncated_body_is_400_and_stores_nothing(app):
@@ -110,7 +111,7 @@ def test_multipart_mistakes(app):
                                     content_type="multipart/form-data; boundary=XX")
     res = app.do_request(req, status=400, expect_errors=True)
     assert "multipart" in res.json["error"]
-    assert app.get("/files/").json["files"] == []
+    assert app.get("/files/?format=json").json["files"] == []
 
 
 # -- GET, HEAD, conditional, range -----------------------------------------------------
@@ -263,20 +264,107 @@ def test_cross_site_writes_are_refused(app):
 # -- listings ---------------------------------------------------------------------------
 
 
-def test_listing_json_for_curl_and_html_for_browsers(app):
+def test_listing_is_html_unless_json_or_text_is_asked_for(app):
     app.put("/files/a.txt", b"a")
     app.put("/files/sub/b.txt", b"b")
-    res = app.get("/files/", headers={"Accept": "*/*"})
-    assert res.content_type == "application/json"
+    for accept in (None, "*/*", "text/html", "application/json;q=0.5, text/html",
+                   "text/*, application/json;q=0.9", "image/png"):
+        res = app.get("/files/", headers={"Accept": accept} if accept else {})
+        assert res.content_type == "text/html", accept
+        assert res.headers["Vary"] == "Accept"
+    for accept in ("application/json", "text/html;q=0.8, application/json",
+                   "application/*", "text/plain;q=0.1, application/json;q=0.2"):
+        res = app.get("/files/", headers={"Accept": accept})
+        assert res.content_type == "application/json", accept
+    res = app.get("/files/", headers={"Accept": "application/json"})
     assert [f["name"] for f in res.json["files"]] == ["a.txt", "sub/b.txt"]
     assert res.json["next"] is None
     assert app.get("/files/?format=json", headers=HTML).content_type == "application/json"
     page = app.get("/files/", headers=HTML)
-    assert page.content_type == "text/html"
     assert 'href="/files/sub/"' in page.text and "a.txt" in page.text
-    assert app.get("/files/?format=html").content_type == "text/html"
     inner = app.get("/files/sub/", headers=HTML)
     assert "b.txt" in inner.text and "a.txt" not in inner.text
+    res = app.get("/files/?format=xml", status=400)
+    assert "format" in res.json["error"]
+
+
+def test_text_listing_is_one_name_per_line_folders_with_a_slash(app):
+    for name in ("a.txt", "sub/b.txt", "sub/deep/c.txt", "z z.bin"):
+        app.put("/files/" + name, b"x")
+    res = app.get("/files/", headers={"Accept": "text/plain"})
+    assert res.content_type == "text/plain" and res.charset == "utf-8"
+    assert res.text == "sub/\na.txt\nz z.bin\n"
+    assert app.get("/files/sub/?format=text").text == "deep/\nb.txt\n"
+
+
+def test_html_listing_has_one_link_url_per_entry(app):
+    for name in ("a.txt", "sub/b.txt", "sub/c.txt"):
+        app.put("/files/" + name, b"x")
+    page = app.get("/files/")
+    rows = re.findall(r"<tr class=\"(?:file|folder)\".*?</tr>", page.text, re.S)
+    assert len(rows) == 2
+    for row in rows:
+        assert len(set(re.findall(r'href="([^"]*)"', row))) == 1, row
+    assert re.search(r'<a class="download" href="/files/a.txt" download="a.txt">', page.text)
+    assert "?download" not in page.text
+
+
+def test_listing_validators_and_304(app):
+    app.put("/files/a.txt", b"a")
+    for fmt in ("html", "json", "text"):
+        first = app.get(f"/files/?format={fmt}")
+        assert first.headers["ETag"].startswith('"') and "no-cache" in first.headers["Cache-Control"]
+        again = app.get(f"/files/?format={fmt}",
+                        headers={"If-None-Match": first.headers["ETag"]}, status=304)
+        assert again.body == b"" and again.headers["ETag"] == first.headers["ETag"]
+    before = app.get("/files/?format=json").headers["ETag"]
+    app.put("/files/b.txt", b"b")
+    app.get("/files/?format=json", headers={"If-None-Match": before}, status=200)
+
+
+def test_folder_urls_without_the_slash_redirect_else_404(app):
+    app.put("/files/album/one.jpg", b"x")
+    assert app.get("/files", status=308).headers["Location"].endswith("/files/")
+    res = app.get("/files/album", status=308)
+    assert res.headers["Location"].endswith("/files/album/")
+    assert app.get("/files/album?format=text", status=308).headers["Location"].endswith(
+        "/files/album/?format=text")
+    app.head("/files/album", status=308)
+    app.get("/files/albu", status=404)
+    app.get("/files/album/one", status=404)
+
+
+def test_private_files_are_neither_listed_nor_reachable(store):
+    app = webtest.TestApp(create_app(Settings(), store=store, catchall=False))
+    for name in ("a.txt", ".fileserver/mosaic/tiles/t.jpg", ".fileserver/x", "z.txt"):
+        store.put(name, io.BytesIO(b"x"))
+    assert [f["name"] for f in app.get("/files/?format=json").json["files"]] == ["a.txt", "z.txt"]
+    assert app.get("/files/?format=text").text == "a.txt\nz.txt\n"
+    names, url = [], "/files/?format=json&limit=1"
+    while url:
+        page = app.get(url).json
+        names += [f["name"] for f in page["files"]]
+        url = page["next"]
+    assert names == ["a.txt", "z.txt"]
+    assert app.get("/files/?format=json&prefix=.file").json["files"] == []
+    app.get("/files/.fileserver/x", status=404)
+    app.get("/files/.fileserver/", status=404)
+    app.get("/files/.fileserver", status=404)
+    app.put("/files/.fileserver/x", b"y", status=403)
+    app.delete("/files/.fileserver/x", status=403)
+    app.post("/files/.fileserver/", upload_files=[("file", "t.jpg", b"y")], status=403)
+    assert store.open(".fileserver/x").read() == b"x"
+
+
+def test_static_assets_have_quoted_etags_and_answer_304(app):
+    first = app.get("/static/style.css")
+    tag = first.headers["ETag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    app.get("/static/style.css", headers={"If-None-Match": tag}, status=304)
+    app.get("/static/style.css", headers={"If-None-Match": f'"other", W/{tag}'}, status=304)
+    app.get("/static/style.css", headers={"If-None-Match": '"other"'}, status=200)
+    app.get("/static/../fileserver/app.py", status=404)
+    app.get("/static/nothing.css", status=404)
 
 
 def test_listing_prefix_delimiter_and_pagination(app):
@@ -284,11 +372,12 @@ def test_listing_prefix_delimiter_and_pagination(app):
         app.put(f"/files/img/{i}.png", b"x")
     app.put("/files/img/old/9.png", b"x")
     app.put("/files/other", b"x")
-    assert len(app.get("/files/?prefix=img/").json["files"]) == 8
-    assert [f["name"] for f in app.get("/files/img/?prefix=3").json["files"]] == ["img/3.png"]
-    folded = app.get("/files/img/?delimiter=/").json
+    assert len(app.get("/files/?prefix=img/&format=json").json["files"]) == 8
+    inner = app.get("/files/img/?prefix=3&format=json").json
+    assert [f["name"] for f in inner["files"]] == ["img/3.png"]
+    folded = app.get("/files/img/?delimiter=/&format=json").json
     assert folded["folders"] == ["img/old/"] and len(folded["files"]) == 7
-    names, url = [], "/files/?prefix=img/&limit=3"
+    names, url = [], "/files/?prefix=img/&limit=3&format=json"
     while url:
         page = app.get(url).json
         names += [f["name"] for f in page["files"]]

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from fileserver_mosaic.features import srgb_to_lab
+from fileserver_mosaic.index import TILE_FOLDER
 from conftest import CONTRACT_BACKENDS
 from fileserver.documents import counting
 from test_mosaic_tiles import encode, forged_png, index_of, store_of
@@ -88,7 +89,8 @@ def test_mosaic_from_an_upload_is_stored_and_described(library):
     mosaic = fetch(app, body["url"]).convert("RGB")
     assert mosaic.size == (80, 40)
     # Perceptual: the red half is made of the red tile, the blue half of the blue one.
-    assert near(mosaic.getpixel((5, 5)), (255, 0, 0)) and near(mosaic.getpixel((75, 35)), (0, 0, 255))
+    assert near(mosaic.getpixel((5, 5)), (255, 0, 0))
+    assert near(mosaic.getpixel((75, 35)), (0, 0, 255))
     assert body["tiles_used"] == 2 and body["index"]["images_read"] == 2
 
 
@@ -230,7 +232,8 @@ def test_exif_rotation_is_honoured(library):
     res = make(library, exif_rotated(stored), filename="r.jpg", cols=2, tile=5, format="png").json
     assert (res["cols"], res["rows"]) == (2, 4)
     mosaic = fetch(library, res["url"]).convert("RGB")
-    assert near(mosaic.getpixel((2, 2)), (255, 0, 0)) and near(mosaic.getpixel((7, 17)), (0, 0, 255))
+    assert near(mosaic.getpixel((2, 2)), (255, 0, 0))
+    assert near(mosaic.getpixel((7, 17)), (0, 0, 255))
 
 
 @embedded_only
@@ -243,7 +246,8 @@ def test_bad_sources_get_clear_errors_and_nothing_is_stored(library):
     bomb = make(app, forged_png(30_000, 30_000), filename="bomb.png", status=413)
     assert "decompression bomb" in bomb.json["error"]
     huge = make(app, encode(Image.new("RGB", (8, 8))), cols=400, tile=256, status=413)
-    assert "more than the limit" in huge.json["error"] and "lower cols or tile" in huge.json["error"]
+    assert "more than the limit" in huge.json["error"]
+    assert "lower cols or tile" in huge.json["error"]
     # An async job reports the same refusal as a failed job.
     job_url = make(app, b"junk", filename="j.png", status=202,
                    headers={"Prefer": "respond-async"}).headers["Location"]
@@ -306,7 +310,7 @@ def test_matching_reads_a_fraction_of_the_library_through_the_index(app, backend
 
     assert 1 <= len(calls) <= 5, calls  # a handful of batched queries, not one per cell
     assert read == res["index"]["records_read"] and 0 < read < 0.1 * index.count(), read
-    tiles_opened = [n for n in opened if n.startswith("tiles/")]
+    tiles_opened = [n for n in opened if n.startswith(TILE_FOLDER)]
     assert len(tiles_opened) == len(set(tiles_opened)) == res["tiles_used"] > 1
     assert res["index"]["images_read"] == res["tiles_used"]
 

@@ -8,7 +8,9 @@ their native indexes in a later step).
 from __future__ import annotations
 
 import io
+import re
 import struct
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,10 +23,11 @@ from PIL import Image
 
 from fileserver import Settings, create_app
 from fileserver.documents import counting
+from fileserver.store import PRIVATE_PREFIX
 
 from fileserver_mosaic.features import (bucket_of, features, neighbour_buckets,
-                                                normalise, square, srgb_to_lab)
-from fileserver_mosaic.index import TileIndex
+                                        normalise, square, srgb_to_lab)
+from fileserver_mosaic.index import TILE_FOLDER, TileIndex, tile_path
 
 
 # -- features (pure) -----------------------------------------------------------------
@@ -76,7 +79,8 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
 def forged_png(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (a decompression bomb)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
@@ -127,8 +131,9 @@ LIBRARY = {
 }
 ADDED = {"red.png", "blue.jpg", "gradient.png", "clear.png", "palette.gif", "cmyk.jpg",
          "grey.png", "rotated.jpg", "nested/deeper/yellow.png", "../evil.png", "/abs/purple.png"}
-REASONS = {"nested/": "directory", "notes.txt": "not an image", "truncated.jpg": "truncated",
-           "__MACOSX/._red.png": "__MACOSX", ".hidden.png": "hidden",
+REASONS = {"nested/": "directory", "notes.txt": "not an image",
+           "truncated.jpg": "corrupt or truncated image",
+           "__MACOSX/._red.png": "macOS metadata (__MACOSX/)", ".hidden.png": "hidden file",
            "copy/red.png": "duplicate", "red.bmp": "duplicate", "huge.png": "decompression bomb"}
 
 
@@ -165,16 +170,37 @@ def listing(app, **query) -> dict:
     return app.get("/mosaic/tiles", {"format": "json", **query}).json
 
 
+def reasons(report: dict) -> dict[str, str]:
+    """entry -> the reason it was skipped for, from the report's groups."""
+    return {e["entry"]: reason for reason, group in report["skipped"].items()
+            for e in group["entries"]}
+
+
+def finished(app, url: str) -> dict:
+    deadline = time.monotonic() + 60
+    while (job := app.get(url, headers={"Accept": "application/json"}).json)["state"] in (
+            "queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
 def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
     app = tiles_app
     data = make_zip(tmp_path / "library.zip", LIBRARY)
     report = app.post("/mosaic/tiles", upload_files=[("zip", "library.zip", data)],
                       status=201).json
-    skipped = {s["entry"]: s["reason"] for s in report["skipped"]}
-    assert report["added"] == len(ADDED) and set(skipped) == set(REASONS)
-    for entry, word in REASONS.items():
-        assert word in skipped[entry], (entry, skipped[entry])
-    assert report["seconds"] >= 0
+    assert report["added"] == len(ADDED) and reasons(report) == REASONS
+    assert report["repaired"] == [] and report["seconds"] >= 0
+    # Grouped by reason, the most frequent first, each with its count and entries.
+    groups = report["skipped"]
+    assert list(groups)[0] == "duplicate"
+    assert all(g["count"] == len(g["entries"]) for g in groups.values())
+    assert sum(g["count"] for g in groups.values()) == len(REASONS)
+    details = {e["entry"]: e["detail"] for g in groups.values() for e in g["entries"]}
+    assert details["copy/red.png"].startswith("the same picture as 'red.png' (tile ")
+    assert details["nested/"] == "" and "truncated" in details["truncated.jpg"]
+    assert "pixels" in details["huge.png"]
     assert not (tmp_path.parent / "evil.png").exists() and not Path("/abs/purple.png").exists()
 
     body = listing(app)
@@ -190,11 +216,20 @@ def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
     lightness = grid.reshape(2, 2, 3)[:, :, 0]
     assert lightness[0].max() < 10 and lightness[1].min() > 90
     assert by_source["red.png"]["features"]["lab"] == pytest.approx([53.2, 80.1, 67.2], abs=1.5)
+    # The images are the server's private files, not a folder of the user's.
     names = {f.name for f in store_of(app).list("", limit=1000).files}
-    assert names == {f"tiles/{t['id']}.jpg" for t in body["tiles"]}
+    assert names == {tile_path(t["id"]) for t in body["tiles"]}
+    assert all(n.startswith(TILE_FOLDER) for n in names) and TILE_FOLDER.startswith(PRIVATE_PREFIX)
+    assert not store_of(app).list("tiles/").files
 
-    tile = app.get(urlsplit(by_source["red.png"]["url"]).path)
+    red = by_source["red.png"]
+    path = urlsplit(red["url"]).path
+    assert path == f"/mosaic/tiles/{red['id']}/image"
+    tile = app.get(path)
     assert tile.content_type == "image/jpeg" and Image.open(io.BytesIO(tile.body)).size == (16, 16)
+    app.get(path, headers={"If-None-Match": tile.headers["ETag"]}, status=304)
+    app.get(f"/mosaic/tiles/{'0' * 64}/image", status=404)
+    app.get("/mosaic/tiles/not-a-tile/image", status=404)
 
     # Paginated: every tile exactly once.
     seen, url = [], "/mosaic/tiles?format=json&limit=4"
@@ -212,7 +247,8 @@ def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
     app.delete(f"/mosaic/tiles/{gone}", status=404)
     app.delete("/mosaic/tiles/not-a-tile", status=404)
     assert listing(app)["count"] == len(ADDED) - 1
-    assert not store_of(app).exists(f"tiles/{gone}.jpg")
+    assert not store_of(app).exists(tile_path(gone))
+    app.get(f"/mosaic/tiles/{gone}/image", status=404)
     # Deleted, the same picture can come back.
     again = app.post("/mosaic/tiles", upload_files=[("image", "red.png", red_png)], status=201)
     assert again.json["tiles"] == [gone]
@@ -220,24 +256,79 @@ def test_zip_library_report_listing_and_delete(tiles_app, tmp_path):
 
 def test_raw_zip_body_and_single_images(tiles_app, tmp_path):
     app = tiles_app
-    data = make_zip(tmp_path / "two.zip", {"a.png": LIBRARY["red.png"], "b.jpg": LIBRARY["blue.jpg"]})
-    assert app.post("/mosaic/tiles", data, content_type="application/zip", status=201).json["added"] == 2
+    data = make_zip(tmp_path / "two.zip", {"a.png": LIBRARY["red.png"],
+                                           "b.jpg": LIBRARY["blue.jpg"]})
+    assert app.post("/mosaic/tiles", data, content_type="application/zip",
+                    status=201).json["added"] == 2
     dup = app.post("/mosaic/tiles", upload_files=[("image", "again.png", red_png)], status=200).json
-    assert dup["added"] == 0 and "duplicate" in dup["skipped"][0]["reason"]
+    assert dup["added"] == 0 and reasons(dup) == {"again.png": "duplicate"}
+    assert dup["skipped"]["duplicate"]["entries"][0]["detail"].startswith("already in the library")
     bad = app.post("/mosaic/tiles", upload_files=[("image", "x.jpg", b"nope")], status=200).json
-    assert "not an image" in bad["skipped"][0]["reason"]
-    bomb = app.post("/mosaic/tiles", upload_files=[("image", "huge.png", forged_png(100_000, 100_000))],
-                    status=413)
+    assert reasons(bad) == {"x.jpg": "not an image"}
+    bomb = app.post("/mosaic/tiles", status=413,
+                    upload_files=[("image", "huge.png", forged_png(100_000, 100_000))])
     assert "decompression bomb" in bomb.json["error"]
     app.post("/mosaic/tiles", b"just text", content_type="text/plain", status=415)
-    assert "Not a readable ZIP" in app.post("/mosaic/tiles", b"PK garbage",
-                                            content_type="application/zip", status=400).json["error"]
+    garbage = app.post("/mosaic/tiles", b"PK garbage", content_type="application/zip", status=400)
+    assert "Not a readable ZIP" in garbage.json["error"]
     app.post("/mosaic/tiles", upload_files=[("other", "a.png", red_png)], status=400)
     green = encode(Image.new("RGB", (8, 8), (0, 200, 0)), "PNG")
     form = app.post("/mosaic/tiles", upload_files=[("image", "g.png", green)],
                     headers={"Accept": "text/html"}, status=303)  # the gallery's form
-    assert form.location.endswith("/mosaic/tiles")
+    assert re.fullmatch(r"(https?://[^/]+)?/mosaic/jobs/[0-9a-f]{32}", form.location)
+    assert finished(app, form.location)["result"]["added"] == 1  # the job's page shows it
     assert listing(app)["count"] == 3
+
+
+def test_reimporting_repairs_a_tile_whose_image_is_missing(tiles_app, tmp_path):
+    app, store = tiles_app, store_of(tiles_app)
+    data = make_zip(tmp_path / "two.zip", {"red.png": red_png, "blue.jpg": LIBRARY["blue.jpg"]})
+    red = app.post("/mosaic/tiles", data, content_type="application/zip",
+                   status=201).json["tiles"][0]
+    store.delete(tile_path(red))  # as a crash, or a client of an earlier version, left it
+
+    source = {"params": {"cols": "1"}, "upload_files": [("image", "s.png", red_png)]}
+    refused = app.post("/mosaic", **source, status=409).json["error"]
+    assert red in refused and "re-importing its ZIP restores it" in refused
+    again = app.post("/mosaic/tiles", data, content_type="application/zip", status=201).json
+    assert (again["added"], again["repaired"]) == (0, [red])
+    assert reasons(again) == {"blue.jpg": "duplicate"}
+    assert store.exists(tile_path(red)) and listing(app)["count"] == 2
+    assert app.post("/mosaic", **source, status=201).json["tiles_used"] == 1
+    third = app.post("/mosaic/tiles", data, content_type="application/zip", status=200).json
+    assert third["repaired"] == [] and third["skipped"]["duplicate"]["count"] == 2
+
+
+def test_the_report_page_has_one_line_per_reason(tiles_app, tmp_path):
+    """A browser form lands on the job's page: without JavaScript, one line per
+    reason with its count, the entries in a <details> element."""
+    app = tiles_app
+    entries = {"red.png": red_png, **{f"copy{i}/red.png": red_png for i in range(30)},
+               "a.txt": b"text", "b.txt": b"more text"}
+    data = make_zip(tmp_path / "dups.zip", entries)
+    form = app.post("/mosaic/tiles", upload_files=[("zip", "dups.zip", data)],
+                    headers={"Accept": "text/html"}, status=303)
+    finished(app, form.location)
+    page = app.get(form.location, headers={"Accept": "text/html"})
+    report = page.html.select_one("#job .report")
+    assert report.select_one(".summary").text.startswith("Added 1 tile, skipped 32 in ")
+    lines = report.select("ul.skipped > li")
+    assert [li.select_one("details > summary").text for li in lines] == [
+        "duplicate: 30", "not an image: 2"]
+    assert not lines[0].select_one("details").has_attr("open")  # folded until asked for
+    items = [li.text for li in lines[0].select("details ul.entries li")]
+    assert len(items) == 30 and items[0].startswith("copy0/red.png: the same picture as 'red.png'")
+    assert [li.select_one("code").text for li in lines[1].select("li")] == ["a.txt", "b.txt"]
+
+
+def test_the_source_picker_offers_the_users_images_and_no_tiles(tiles_app):
+    app = tiles_app
+    app.post("/mosaic/tiles", upload_files=[("image", "red.png", red_png)], status=201)
+    for name in ("-first.png", "tiles/mine.png", "photos/a.png"):  # around the private files
+        app.put(f"/files/{name}", red_png, content_type="image/png")
+    page = app.get("/mosaic", headers={"Accept": "text/html"})
+    offered = [o["value"] for o in page.html.select("select[name=source] option") if o["value"]]
+    assert offered == ["-first.png", "photos/a.png", "tiles/mine.png"]
 
 
 def test_zip_bomb_entries_are_skipped_without_writing_them(tiles_app, tmp_path):
@@ -253,14 +344,15 @@ def test_zip_bomb_entries_are_skipped_without_writing_them(tiles_app, tmp_path):
     report = app.post("/mosaic/tiles", path.read_bytes(), content_type="application/zip",
                       status=201).json
     assert report["added"] == 1
-    assert "compression ratio" in report["skipped"][0]["reason"]
+    assert reasons(report) == {"bomb.bmp": "compression ratio above the limit (zip bomb?)"}
     assert sum(f.size for f in store_of(app).list("", limit=1000).files) < 100_000
 
 
 def test_limits_on_entries_sizes_and_pixels(make_store, tmp_path):
     """The bounds come from [plugin.mosaic] (typed options of the plugin)."""
-    five = make_zip(tmp_path / "five.zip", {f"{i}.png": encode(Image.new("RGB", (40, 40), (i, 9, 9)),
-                                                                "PNG") for i in range(5)})
+    five = make_zip(tmp_path / "five.zip", {f"{i}.png": encode(Image.new("RGB", (40, 40),
+                                                                         (i, 9, 9)), "PNG")
+                                            for i in range(5)})
     store = make_store()
 
     def app_with(**limits):
@@ -275,12 +367,15 @@ def test_limits_on_entries_sizes_and_pixels(make_store, tmp_path):
     app.post("/mosaic/tiles", upload_files=[("zip", "five.zip", five)], status=413)
     app = app_with(max_pixels=1000)  # 40x40 = 1600
     report = app.post("/mosaic/tiles", five, content_type="application/zip", status=200).json
-    assert all("decompression bomb" in s["reason"] for s in report["skipped"])
+    assert list(report["skipped"]) == ["decompression bomb"]
+    assert report["skipped"]["decompression bomb"]["count"] == 5
     size = len(zipfile.ZipFile(io.BytesIO(five)).read("0.png"))
     app = app_with(max_total=3 * size)  # room for three entries
     report = app.post("/mosaic/tiles", five, content_type="application/zip", status=201).json
     assert report["added"] == 3
-    assert all("remaining total" in s["reason"] for s in report["skipped"])
+    (reason, group), = report["skipped"].items()
+    assert reason == "uncompressed size above the limit (zip bomb?)" and group["count"] == 2
+    assert all("remaining total" in e["detail"] for e in group["entries"])
     assert listing(app)["count"] == 3
 
 

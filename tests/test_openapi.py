@@ -182,7 +182,7 @@ def test_files_answers_fit_the_document(call):
          upload_files=[("file", "c.bin", b"\x00\x01"), ("file", "d.txt", b"d")])
 
     call("GET", "/files/", "/files/", status=200)
-    page = call("GET", "/files/?limit=2&delimiter=/", "/files/", status=200)
+    page = call("GET", "/files/?limit=2&delimiter=/&format=json", "/files/", status=200)
     assert page.json["next"] and page.json["folders"] == ["album/"]
     call("GET", "/files/album/", ONE, status=200)
     call("GET", "/files/a.txt?download", ONE, status=200)

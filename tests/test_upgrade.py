@@ -1,13 +1,16 @@
 """Data written by fileserver 0.1 (tests/fixtures/v0_1, made by its own code with
 fixtures/make_v0_1.py) keeps working: users, tokens, sessions' key, files and the
-mosaic's tiles, on every backend."""
+mosaic's tiles, on every backend; and the tile images earlier versions kept
+among the user's files (tiles/) move to the server's private files."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import tarfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import couchdb
 import pymongo
@@ -19,7 +22,9 @@ from PIL import Image
 from conftest import BACKENDS
 from fileserver import Settings, create_app
 from fileserver.features import all_collections
-from test_mosaic_tiles import encode
+from fileserver_mosaic.index import LEGACY_FOLDER, move_legacy_images, tile_path
+from test_mosaic import zip_of
+from test_mosaic_tiles import encode, index_of
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1"
 TOKENS = json.loads((FIXTURES / "token.txt").read_text())
@@ -87,6 +92,13 @@ def test_data_of_version_0_1_keeps_working(name, request, tmp_path):
         assert app.get("/files/hello.txt", headers=bearer).body == b"hello from 0.1\n"
         library = app.get("/mosaic/tiles?format=json", headers=bearer).json
         assert library["count"] == 4
+        # The images left tiles/ (no such folder any more) for the private files.
+        assert not store.list(LEGACY_FOLDER).files
+        assert store.list("", delimiter="/").folders == [".fileserver/"]
+        for tile in library["tiles"]:
+            assert store.info(tile_path(tile["id"])).owner == "alice"
+            image = app.get(urlsplit(tile["url"]).path, headers=bearer)
+            assert Image.open(io.BytesIO(image.body)).size == (32, 32)
         made = app.post("/mosaic", upload_files=[("image", "s.png", encode(
             Image.new("RGB", (32, 32), (200, 30, 30))))], params={"cols": "2"},
             headers=bearer, status=201).json
@@ -109,3 +121,74 @@ def test_data_of_version_0_1_keeps_working(name, request, tmp_path):
         names = client[options["database"]].list_collection_names()
         client.close()
         assert "fs.records" not in names and "fs.tiles" not in names, names
+
+
+# -- the move out of tiles/, on every backend --------------------------------------------
+
+SOLID = {f"{n}.png": encode(Image.new("RGB", (16, 16), (60 * n, 200 - 60 * n, 90)))
+         for n in range(4)}
+
+
+def _legacy(store, tile_id: str) -> str:
+    """Put a tile's image back where an earlier version kept it; its old name."""
+    info, old = store.info(tile_path(tile_id)), f"{LEGACY_FOLDER}{tile_id}.jpg"
+    with store.open(info.name) as fp:
+        store.put(old, fp, content_type=info.content_type, owner=info.owner, meta=info.meta)
+    return old
+
+
+def _app(store):
+    return webtest.TestApp(create_app(Settings(), store=store, catchall=False))
+
+
+def _mosaic(app) -> dict:
+    source = encode(Image.new("RGB", (16, 16), (60, 140, 90)))
+    return app.post("/mosaic", {"cols": "2"}, upload_files=[("image", "s.png", source)],
+                    status=201).json
+
+
+def test_tile_images_move_out_of_the_users_files(make_store):
+    store = make_store()
+    app = _app(store)
+    ids = app.post("/mosaic/tiles", zip_of(SOLID), content_type="application/zip",
+                   status=201).json["tiles"]
+    # As an earlier version left them: one image only under tiles/, one in both
+    # places (a crash between copy and delete); and files of the user's there.
+    only_old = _legacy(store, ids[0])
+    store.delete(tile_path(ids[0]))
+    both = _legacy(store, ids[1])
+    users = {"tiles/notes.txt": {}, f"tiles/{'a' * 64}.jpg": {},  # uploaded through /files
+             f"tiles/{'b' * 64}.jpg": {"mosaic": "tile"}}  # a tile deleted from the index
+    for name, meta in users.items():
+        store.put(name, io.BytesIO(b"mine"), meta=meta)
+    _mosaic(app)  # both copies: the library works
+
+    app = _app(store)  # a start moves them
+    assert {f.name for f in store.list(LEGACY_FOLDER).files} == set(users)
+    assert not store.exists(only_old) and not store.exists(both)
+    assert all(store.exists(tile_path(i)) for i in ids)
+    assert _mosaic(app)["tiles_used"] >= 1
+    assert move_legacy_images(store, index_of(app)) == 0  # and the next start has nothing to do
+
+
+def test_a_crash_between_copy_and_delete_leaves_a_working_library(make_store, monkeypatch):
+    store = make_store()
+    app = _app(store)
+    ids = app.post("/mosaic/tiles", zip_of(SOLID), content_type="application/zip",
+                   status=201).json["tiles"]
+    for tile_id in ids:
+        _legacy(store, tile_id)
+        store.delete(tile_path(tile_id))
+
+    def crash(name):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(store, "delete", crash)
+    with pytest.raises(KeyboardInterrupt):
+        move_legacy_images(store, index_of(app))
+    monkeypatch.undo()
+    moved = tile_path(sorted(ids)[0])  # the first, by name: copied, its old name kept
+    assert store.exists(moved) and store.exists(f"{LEGACY_FOLDER}{sorted(ids)[0]}.jpg")
+    assert move_legacy_images(store, index_of(app)) == len(ids)
+    assert not store.list(LEGACY_FOLDER).files
+    assert _mosaic(app)["tiles_used"] >= 1

@@ -133,7 +133,7 @@ def make_importer(make_store):
 
 
 def listed(app):
-    return [f["name"] for f in app.get("/files/?format=json").json["files"]]
+    return [f["name"] for f in app.get("/files/?format=json&format=json").json["files"]]
 
 
 def import_url(app, url, status, path="/files/", **fields):

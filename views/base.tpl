@@ -12,7 +12,9 @@
 {{!get('head', '')}}
 </head>
 <body>
-<header><a class="home" href="/files/">fileserver</a>
+%# "/files" (redirected to "/files/"): tools that list a folder by its links would take
+%# "/files/" for an entry of the root, and fsspec reads "/" as the folder itself.
+<header><a class="home" href="/files">fileserver</a>
 % try:  # links that feature plugins add; none on pages rendered outside a request
 %   links, here = request.app.config.get('fileserver.nav') or (), request.path
 % except (NameError, RuntimeError):

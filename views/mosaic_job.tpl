@@ -38,14 +38,7 @@
 <p class="details">{{result['cols']}} × {{result['rows']}} cells, {{result['tiles_used']}} different tiles, {{result['seconds']}} s</p>
 <a class="image" href="{{url}}"><img class="mosaic" src="{{url}}" alt="mosaic {{result['name']}}"></a>
 % else:
-%   skipped = result.get('skipped', [])
-<p class="summary">Added {{result.get('added', 0)}} tile{{'' if result.get('added', 0) == 1 else 's'}}, skipped {{len(skipped)}} in {{result.get('seconds', 0)}} s. <a href="/mosaic/tiles">See the library</a></p>
-%   if skipped:
-<ul class="skipped">
-%     for entry in skipped:
-<li><code>{{entry['entry']}}</code>: {{entry['reason']}}</li>
-%     end
-</ul>
-%   end
+%   include('mosaic_report', result=result)
+<p class="links"><a href="/mosaic/tiles">See the library</a></p>
 % end
 </section>

@@ -1,8 +1,11 @@
 """The mosaic feature plugin: a tile library kept in the active backend.
 
     POST   /mosaic/tiles        a ZIP (multipart "zip" or raw application/zip body)
-                                or images (multipart "image"): 201 JSON report
+                                or images (multipart "image"): 201 JSON report, skipped
+                                entries grouped by reason (a browser form: the job's page)
     GET    /mosaic/tiles        the library: JSON (count, page, next) or HTML gallery
+    GET    /mosaic/tiles/<id>/image
+                                a tile's image (JPEG)
     DELETE /mosaic/tiles/<id>   204; 404 when absent (POST with _method=DELETE: the
                                 gallery's no-JavaScript delete button, 303 back)
     POST   /mosaic              make a mosaic from an uploaded ("image") or stored
@@ -13,14 +16,16 @@
 Both POSTs run synchronously, as curl users expect; with ``Prefer:
 respond-async`` they answer 202 and a job URL to poll instead (``jobs.py``).
 
-Tiles are files ``tiles/<id>.jpg`` in the active store; their features live
-in the backend's documents (the collection ``tiles``, see ``index.py``),
-found through the backend's own index.
+Tile images are private files of the active store (``index.tile_path``), out
+of reach of /files; their features live in the backend's documents (the
+collection ``tiles``, see ``index.py``), found through the backend's own index.
+Images that earlier versions kept under ``tiles/`` are moved there at startup.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import secrets
 import tempfile
@@ -34,18 +39,20 @@ from fileserver.auth import check_may_change, owner_for
 from fileserver.errors import BadRequest, FileNotFound, InvalidName, NotFound, UnsupportedMediaType
 from fileserver.features import Context, Feature
 from fileserver.options import Option, seconds, size, whole
-from fileserver.files import file_url
-from fileserver.store import MAX_PAGE, Store, format_size
+from fileserver.serving import send_stored
+from fileserver.store import MAX_PAGE, Store, format_size, visible_list
 from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
-from fileserver.web import json_response, query_int, render, require_form_delete, wants_html
+from fileserver.web import (file_url, json_response, query_int, render, require_form_delete,
+                            wants_html)
 
 from .generate import FORMATS, Params, encode, generate, load_source
 from .index import COLLECTION as TILES
-from .index import TileIndex, tile_file
+from .index import LEGACY_FOLDER, TileIndex, move_legacy_images, tile_path
 from .ingest import Limits, Report, ingest_image, ingest_zip, spool
 from .jobs import COLLECTION as JOBS
 from .jobs import STALE, Job, Jobs
 
+log = logging.getLogger("fileserver.mosaic")
 TILE_ID = re.compile(r"[0-9a-f]{64}")
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 
@@ -106,17 +113,21 @@ def post_tiles(ctx: Context, store: Store):
             if job:
                 job.progress("indexing", job.done, job.total)
             index.refresh()
-        return {**report.to_dict(), "_status": 201 if report.added else 200}
+        return {**report.to_dict(), "_status": 201 if report.added or report.repaired else 200}
 
-    if wants_async():
+    # A browser form gets the job's page too: its progress, then the report.
+    if wants_async() or wants_html():
         return accepted(ctx.state["jobs"].submit("tiles", work, close))
     try:
         result = work(None)
     finally:
         close()
-    if wants_html():
-        redirect("/mosaic/tiles", 303)
     return json_response(result, result.pop("_status"))
+
+
+def tile_url(tile_id: str) -> str:
+    parts = request.urlparts
+    return f"{parts.scheme}://{parts.netloc}/mosaic/tiles/{tile_id}/image"
 
 
 def list_tiles(ctx: Context, store: Store):
@@ -134,7 +145,7 @@ def list_tiles(ctx: Context, store: Store):
         query = {k: v for k, v in (("limit", request.query.get("limit", "")),
                                    ("format", request.query.get("format", ""))) if v}
         next_url = request.path + "?" + urlencode({**query, "after": records[-1].id})
-    tiles = [{"id": r.id, "url": file_url(tile_file(r.id)),
+    tiles = [{"id": r.id, "url": tile_url(r.id),
               "features": {"lab": [round(v, 1) for v in r.features.lab],
                            "bucket": r.features.bucket},
               "meta": r.meta} for r in records]
@@ -145,18 +156,27 @@ def list_tiles(ctx: Context, store: Store):
     return json_response({"count": index.count(), "tiles": tiles, "next": next_url})
 
 
+def get_tile_image(ctx: Context, tile_id: str, store: Store):
+    if not TILE_ID.fullmatch(tile_id):
+        raise NotFound(f"No tile {tile_id!r} in the library.")
+    try:
+        return send_stored(store, tile_path(tile_id))
+    except FileNotFound:  # the private name would mean nothing to the client
+        raise NotFound(f"No image of tile {tile_id} in the library.") from None
+
+
 def delete_tile(ctx: Context, tile_id: str, store: Store):
     index = ctx.state["index"]
     if not TILE_ID.fullmatch(tile_id) or index.get(tile_id) is None:
         raise NotFound(f"No tile {tile_id!r} in the library.")
     try:
-        check_may_change(store.info(tile_file(tile_id)).owner, f"The tile {tile_id}")
+        check_may_change(store.info(tile_path(tile_id)).owner, f"The tile {tile_id}")
     except FileNotFound:
         pass  # an index entry without its image: anyone who may write may clean it up
     if not index.remove(tile_id):
         raise NotFound(f"No tile {tile_id!r} in the library.")
     try:
-        store.delete(tile_file(tile_id))
+        store.delete(tile_path(tile_id))
     except FileNotFound:
         pass  # the index entry was what made it a tile
     return HTTPResponse(status=204)
@@ -204,8 +224,9 @@ def _read_source(store: Store, limits: Limits) -> tuple[dict[str, str], str, Bin
             label = request.query.getunicode("name", default="upload")
             spooled = spool(body_stream(), limits.max_archive, body_length())
         elif base:
-            raise UnsupportedMediaType("Send the source as multipart (curl -F image=@photo.jpg URL), "
-                                       "a raw image body, or name a stored one (-F source=NAME).")
+            raise UnsupportedMediaType("Send the source as multipart (curl -F image=@photo.jpg "
+                                       "URL), a raw image body, or name a stored one "
+                                       "(-F source=NAME).")
         if spooled is None:
             label = (fields.get("source") or "").strip()
             if not label:
@@ -264,14 +285,15 @@ def post_mosaic(ctx: Context, store: Store):
     return json_response(result, 201, Location=result["url"])
 
 
+def _stored_images(store: Store) -> list[str]:
+    """The user's images: the server's private files (tiles) are not theirs to pick."""
+    files = visible_list(store, "", limit=MAX_PAGE).files
+    return [f.name for f in files if f.content_type.startswith("image/")]
+
+
 def mosaic_page(ctx: Context, store: Store):
     """The form: a stored image or an upload, the parameters; and a result."""
-    images = []
-    for after in (None, "tiles/\U0010ffff"):  # everything but the tile library
-        listing = store.list("", after=after, limit=MAX_PAGE)
-        images += [f.name for f in listing.files if f.content_type.startswith("image/")
-                   and not f.name.startswith("tiles/")]
-    images = images[:MAX_PAGE]
+    images = _stored_images(store)
     result = request.query.getunicode("result", default="")
     info = None
     if result:
@@ -339,7 +361,11 @@ class Mosaic(Feature):
 
     def startup(self, ctx: Context) -> None:
         limits = {k: v for k, v in ctx.options.items() if k != "job_stale_after"}
-        ctx.state.update(limits=Limits(**limits), index=TileIndex(ctx.documents),
+        index = TileIndex(ctx.documents)
+        moved = move_legacy_images(ctx.store, index)  # before serving: mosaics need them
+        if moved:
+            log.info("mosaic: moved %d tile images out of %s", moved, LEGACY_FOLDER)
+        ctx.state.update(limits=Limits(**limits), index=index,
                          jobs=Jobs(ctx.documents, stale=ctx.options["job_stale_after"]))
 
     def routes(self, app: Bottle, ctx: Context) -> None:
@@ -347,6 +373,7 @@ class Mosaic(Feature):
                 ("/mosaic", "POST", post_mosaic), ("/mosaic", "GET", mosaic_page),
                 ("/mosaic/jobs/<job_id>", "GET", get_job),
                 ("/mosaic/tiles", "POST", post_tiles), ("/mosaic/tiles", "GET", list_tiles),
+                ("/mosaic/tiles/<tile_id>/image", "GET", get_tile_image),
                 ("/mosaic/tiles/<tile_id>", "DELETE", delete_tile),
                 ("/mosaic/tiles/<tile_id>", "POST", post_tile)]:
             app.route(path, method, functools.partial(callback, ctx))

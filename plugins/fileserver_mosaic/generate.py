@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image
 
 from fileserver.documents import counting
-from fileserver.errors import BadRequest, Conflict, TooLarge
+from fileserver.errors import BadRequest, Conflict, FileNotFound, TooLarge
 from fileserver.store import Store
 
 from .features import AB_MIN, AB_SPAN, AB_STEPS, L_STEPS, normalise, srgb_to_lab
-from .index import GRID, TileIndex, tile_file
+from .index import GRID, TileIndex, tile_path
 from .ingest import Limits, Skip, decode
 
 FORMATS = {"jpeg": ("JPEG", "image/jpeg", "jpg"), "png": ("PNG", "image/png", "png")}
@@ -250,8 +250,13 @@ def match(cell_grid: np.ndarray, tile_grid: np.ndarray, max_repeats: int,
 
 
 def _read_tile(store: Store, tile_id: str, edge: int) -> Image.Image:
-    with store.open(tile_file(tile_id)) as fp:
-        data = fp.read()
+    try:
+        with store.open(tile_path(tile_id)) as fp:
+            data = fp.read()
+    except FileNotFound:  # its name means nothing to a client: say what to do
+        raise Conflict(f"The image of tile {tile_id} is missing from the store: add the "
+                       "picture again (re-importing its ZIP restores it) or delete the "
+                       "tile.") from None
     image = Image.open(io.BytesIO(data))
     image.draft("RGB", (edge, edge))  # JPEG decodes straight at 1/2..1/8 scale
     image = image.convert("RGB")

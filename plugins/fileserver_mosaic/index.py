@@ -9,24 +9,33 @@ backend knows what a tile is: this module is the only place that does.
 Tile ids are the sha256 of the normalised tile's pixels (size + RGB bytes):
 content-addressed, so a duplicate is found with one indexed lookup and
 whatever the source encoding was (a PNG and a BMP of the same picture are
-one tile), and independent of JPEG encoder versions. The stored file is
-``tiles/<id>.jpg`` in the active store.
+one tile), and independent of JPEG encoder versions. The stored image is
+``tile_path(id)``, among the server's private files (``PRIVATE_PREFIX``): in
+the store, so every backend and ``fileserver migrate`` carry it, but out of
+reach of /files, so no client can delete an image the index still lists.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from fileserver.documents import CollectionSpec, DocumentExists, Documents
+from fileserver.errors import FileNotFound
+from fileserver.store import MAX_PAGE, PRIVATE_PREFIX, FileInfo, Store
 
 GRID = 2  # the sub-grid is GRID x GRID cells (Lab quadrants)
 COLLECTION = CollectionSpec("tiles", ("bucket",))
+TILE_FOLDER = PRIVATE_PREFIX + "mosaic/tiles/"
+#: Where earlier versions kept tile images: among the user's files.
+LEGACY_FOLDER = "tiles/"
+LEGACY_NAME = re.compile(LEGACY_FOLDER + r"([0-9a-f]{64})\.jpg")
 
 
-def tile_file(tile_id: str) -> str:
+def tile_path(tile_id: str) -> str:
     """The name of a tile's image in the store."""
-    return f"tiles/{tile_id}.jpg"
+    return f"{TILE_FOLDER}{tile_id}.jpg"
 
 
 @dataclass(frozen=True)
@@ -114,3 +123,46 @@ class TileIndex:
         it lazily (a CouchDB view is updated by the next query that reads it),
         so the cost falls on the import rather than on the next mosaic."""
         self.documents.find(COLLECTION.name, "bucket", [-1])
+
+
+# -- moving images of earlier versions out of the user's files ---------------------------
+
+
+def _legacy_images(store: Store) -> Iterator[tuple[str, FileInfo]]:
+    """(tile id, file) for each image under ``tiles/`` that the plugin wrote:
+    its meta says so, and clients cannot set meta through /files."""
+    after = None
+    while True:
+        listing = store.list(LEGACY_FOLDER, after=after, limit=MAX_PAGE)
+        for info in listing.files:
+            match = LEGACY_NAME.fullmatch(info.name)
+            if match and info.meta.get("mosaic") == "tile":
+                yield match[1], info
+        if listing.next_after is None:
+            return
+        after = listing.next_after
+
+
+def _copy(store: Store, info: FileInfo, name: str) -> None:
+    with store.open(info.name) as fp:
+        store.put(name, fp, content_type=info.content_type, owner=info.owner, meta=info.meta,
+                  length=info.size, created=info.created, modified=info.modified)
+
+
+def move_legacy_images(store: Store, index: TileIndex) -> int:
+    """Move the images of indexed tiles from ``tiles/`` to ``tile_path``; the
+    number moved. Copy first, then delete: a crash between the two leaves
+    both, the new one in use, and the next run only deletes the old one.
+    Another process doing the same at once is harmless (puts are atomic)."""
+    moved = 0
+    for tile_id, info in _legacy_images(store):
+        if index.get(tile_id) is None:
+            continue  # not a tile any more: a user's file like any other
+        try:
+            if not store.exists(tile_path(tile_id)):
+                _copy(store, info, tile_path(tile_id))
+            store.delete(info.name)
+        except FileNotFound:
+            continue  # moved by another process meanwhile
+        moved += 1
+    return moved

@@ -7,7 +7,8 @@ the ``zipfile`` object, so entry names are only labels, never paths on disk
 count, the per-entry and total uncompressed sizes (counted while reading, not
 trusted from the headers) and the compression ratio; decompression-bomb
 images by their pixel count, checked from the header before decoding.
-Anything unusable in an archive is skipped with a reason, not fatal.
+Anything unusable in an archive is skipped with a reason, not fatal; the
+report groups skipped entries by reason, so a thousand duplicates are one line.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fileserver.errors import BadRequest, TooLarge
 from fileserver.store import Store, format_size
 
 from .features import TILE_SIZE, features, normalise, square
-from .index import Features, TileIndex, tile_file
+from .index import Features, TileIndex, tile_path
 
 CHUNK = 1 << 20
 #: Threads decoding tiles (CPU: about one per core) and storing them
@@ -58,25 +59,47 @@ class Limits:
 
 
 class Skip(Exception):
-    """This entry is skipped; the message is the reason. ``too_large``: it was
-    refused for its size (a source image so refused is a 413, not a 400)."""
+    """This entry is skipped. ``reason``: a short fixed phrase, the same for all
+    entries skipped alike (the report groups by it, so it is a key of the job
+    documents: no '.' or '$', which MongoDB refuses there); ``detail``: about
+    this entry. ``too_large``: it was refused for its size (a source image so
+    refused is a 413, not a 400)."""
 
-    def __init__(self, reason: str, *, too_large: bool = False):
-        super().__init__(reason)
-        self.too_large = too_large
+    def __init__(self, reason: str, detail: str = "", *, too_large: bool = False):
+        super().__init__(f"{reason} ({detail})" if detail else reason)
+        self.reason, self.detail, self.too_large = reason, detail, too_large
+
+
+def duplicate(tile_id: str, earlier: str | None = None) -> Skip:
+    if earlier is None:
+        return Skip("duplicate", f"already in the library as tile {tile_id}")
+    return Skip("duplicate", f"the same picture as {earlier!r} (tile {tile_id})")
 
 
 @dataclass
 class Report:
     added: list[str] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
+    #: tiles already indexed whose missing image this upload stored again
+    repaired: list[str] = field(default_factory=list)
+    #: reason -> [{"entry", "detail"}], in the order they were skipped
+    skipped: dict[str, list[dict]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
-    def skip(self, entry: str, reason: str) -> None:
-        self.skipped.append({"entry": entry, "reason": reason})
+    def stored(self, tile_id: str, new: bool) -> None:
+        (self.added if new else self.repaired).append(tile_id)
+
+    def skip(self, entry: str, skip: Skip) -> None:
+        self.skipped.setdefault(skip.reason, []).append({"entry": entry, "detail": skip.detail})
+
+    @property
+    def settled(self) -> int:
+        return len(self.added) + len(self.repaired) + sum(map(len, self.skipped.values()))
 
     def to_dict(self) -> dict:
-        return {"added": len(self.added), "tiles": self.added, "skipped": self.skipped,
+        groups = sorted(self.skipped.items(), key=lambda group: -len(group[1]))  # stable
+        return {"added": len(self.added), "tiles": self.added, "repaired": self.repaired,
+                "skipped": {reason: {"count": len(entries), "entries": entries}
+                            for reason, entries in groups},
                 "seconds": round(time.monotonic() - self.started, 3)}
 
 
@@ -104,6 +127,9 @@ def spool(source: BinaryIO, limit: int, length: int | None = None) -> BinaryIO:
     return out
 
 
+CORRUPT = "corrupt or truncated image"
+
+
 def decode(fp: BinaryIO, limits: Limits, draft: tuple[int, int] | None) -> Image.Image:
     """Decode one image, refusing more than ``limits.max_pixels`` from its
     header before decoding; ``Skip`` with the reason when it is unusable.
@@ -114,7 +140,7 @@ def decode(fp: BinaryIO, limits: Limits, draft: tuple[int, int] | None) -> Image
             image = Image.open(fp, formats=FORMATS)
             width, height = image.size
             if width * height > limits.max_pixels:
-                raise Skip(f"decompression bomb: {width}x{height} pixels is more than "
+                raise Skip("decompression bomb", f"{width}x{height} pixels is more than "
                            f"the limit of {limits.max_pixels}", too_large=True)
             if draft:
                 image.draft(None, draft)
@@ -123,12 +149,12 @@ def decode(fp: BinaryIO, limits: Limits, draft: tuple[int, int] | None) -> Image
     except Skip:
         raise
     except UnidentifiedImageError:
-        raise Skip("not an image (or a format not accepted: "
-                   + ", ".join(FORMATS) + ")") from None
+        raise Skip("not an image", f"only {', '.join(FORMATS[:-1])} and {FORMATS[-1]} "
+                   "are read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Skip(f"decompression bomb: {exc}", too_large=True) from None
+        raise Skip("decompression bomb", str(exc), too_large=True) from None
     except Exception as exc:  # hostile bytes break decoders in many ways
-        raise Skip(f"corrupt or truncated image: {type(exc).__name__}: {exc}") from None
+        raise Skip(CORRUPT, f"{type(exc).__name__}: {exc}") from None
 
 
 def load_tile(fp: BinaryIO, limits: Limits) -> Image.Image:
@@ -138,7 +164,7 @@ def load_tile(fp: BinaryIO, limits: Limits) -> Image.Image:
     try:
         return square(normalise(image))
     except Exception as exc:  # e.g. a broken EXIF block
-        raise Skip(f"corrupt image: {type(exc).__name__}: {exc}") from None
+        raise Skip(CORRUPT, f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -159,30 +185,32 @@ def prepare_tile(image: Image.Image) -> Prepared:
     return Prepared(tile_id, data.getvalue(), features(image), image.size)
 
 
-def store_tile(tile: Prepared, label: str, store: Store, index: TileIndex,
-               owner: str | None = None) -> str:
-    """Store one tile's image (owned by ``owner``, who may delete it) and index it;
-    returns its id, ``Skip`` on a duplicate."""
-    duplicate = f"duplicate: the library already has this image as tile {tile.id}"
-    if index.has_sha256(tile.id):
-        raise Skip(duplicate)
-    store.put(tile_file(tile.id), io.BytesIO(tile.jpeg), content_type="image/jpeg",
+def _put_image(tile: Prepared, label: str, store: Store, owner: str | None) -> None:
+    store.put(tile_path(tile.id), io.BytesIO(tile.jpeg), content_type="image/jpeg",
               length=len(tile.jpeg), owner=owner, meta={"mosaic": "tile", "source": label[:200]})
+
+
+def store_tile(tile: Prepared, label: str, store: Store, index: TileIndex,
+               owner: str | None = None) -> bool:
+    """Store one tile's image (owned by ``owner``, who may delete it) and index
+    it: True. A tile indexed without its image gets the image again: False,
+    so re-importing repairs a library. ``Skip`` on a duplicate."""
+    if index.has_sha256(tile.id):
+        if store.exists(tile_path(tile.id)):
+            raise duplicate(tile.id)
+        _put_image(tile, label, store, owner)
+        return False
+    _put_image(tile, label, store, owner)
     try:
         meta = {"source": label[:200], "width": tile.size[0], "height": tile.size[1]}
         if not index.add(tile.id, tile.features, meta):
-            raise Skip(duplicate)  # another upload added it a moment ago
+            raise duplicate(tile.id)  # another upload added it a moment ago
     except Skip:
         raise
     except BaseException:
-        store.delete(tile_file(tile.id))  # no file without its index entry
+        store.delete(tile_path(tile.id))  # no file without its index entry
         raise
-    return tile.id
-
-
-def add_tile(image: Image.Image, label: str, store: Store, index: TileIndex,
-             owner: str | None = None) -> str:
-    return store_tile(prepare_tile(image), label, store, index, owner)
+    return True
 
 
 def _skip_reason(info: zipfile.ZipInfo) -> str | None:
@@ -206,26 +234,28 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits,
     """The entry's bytes, counted while decompressing (headers can lie)."""
     cap = min(limits.max_entry, budget)
     if info.file_size > 1 << 20 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-        raise Skip(f"compression ratio {info.file_size // max(info.compress_size, 1)}:1 is above "
-                   f"the limit of {limits.max_ratio}:1 (zip bomb?)")
+        raise Skip("compression ratio above the limit (zip bomb?)",
+                   f"{info.file_size // max(info.compress_size, 1)}:1, the limit is "
+                   f"{limits.max_ratio}:1")
     if info.file_size > cap:
-        raise Skip(_too_big(cap, limits))
+        raise _too_big(cap, limits)
     out = bytearray()
     with archive.open(info) as entry:
         while chunk := entry.read(min(CHUNK, cap + 1 - len(out))):
             out += chunk
             if len(out) > cap:
-                raise Skip(_too_big(cap, limits))
+                raise _too_big(cap, limits)
     return bytes(out)
 
 
-def _too_big(cap: int, limits: Limits) -> str:
+def _too_big(cap: int, limits: Limits) -> Skip:
     which = "per-entry" if cap == limits.max_entry else "remaining total"
-    return f"uncompressed size above the {which} limit of {format_size(cap)} (zip bomb?)"
+    return Skip("uncompressed size above the limit (zip bomb?)",
+                f"the {which} limit is {format_size(cap)}")
 
 
 def _unreadable(exc: Exception) -> Skip:
-    return Skip(f"unreadable entry: {exc}")
+    return Skip("unreadable entry", str(exc))
 
 
 #: Bad CRC, unsupported compression... : the entry is skipped, not the archive.
@@ -257,19 +287,19 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                            f"{limits.max_entries}.")
         _check_small_entries_ratio(entries, fp.seek(0, io.SEEK_END), limits)
         decoding: deque = deque()  # (label, size, future of Prepared)
-        storing: deque = deque()   # (label, future of tile id)
-        seen: set[str] = set()
+        storing: deque = deque()   # (label, tile id, future of store_tile)
+        seen: dict[str, str] = {}  # tile id -> the entry that brought it
         in_flight = 0
 
         def finish_storing(block: bool) -> None:
-            while storing and (block or storing[0][1].done()):
-                label, future = storing.popleft()
+            while storing and (block or storing[0][2].done()):
+                label, tile_id, future = storing.popleft()
                 try:
-                    report.added.append(future.result())
+                    report.stored(tile_id, future.result())
                 except Skip as skip:
-                    report.skip(label, str(skip))
+                    report.skip(label, skip)
                 if progress:
-                    progress("ingesting", len(report.added) + len(report.skipped), len(entries))
+                    progress("ingesting", report.settled, len(entries))
 
         def finish_decoding(block: bool) -> None:
             nonlocal in_flight
@@ -279,11 +309,12 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                 try:
                     tile = future.result()
                     if tile.id in seen:
-                        raise Skip(f"duplicate: the library already has this image as tile {tile.id}")
-                    seen.add(tile.id)
-                    storing.append((label, writers.submit(store_tile, tile, label, store, index, owner)))
+                        raise duplicate(tile.id, seen[tile.id])
+                    seen[tile.id] = label
+                    storing.append((label, tile.id, writers.submit(store_tile, tile, label,
+                                                                   store, index, owner)))
                 except Skip as skip:
-                    report.skip(label, str(skip))
+                    report.skip(label, skip)
                 finish_storing(block=len(storing) > 2 * WRITERS)
 
         total = 0
@@ -299,7 +330,7 @@ def ingest_zip(fp: BinaryIO, store: Store, index: TileIndex, limits: Limits,
                     raise _unreadable(exc) from None
                 total += len(data)
             except Skip as skip:
-                report.skip(label, str(skip))
+                report.skip(label, skip)
                 continue
             decoding.append((label, len(data), decoders.submit(_decode_entry, data, limits)))
             in_flight += len(data)
@@ -333,9 +364,10 @@ def ingest_image(fp: BinaryIO, label: str, store: Store, index: TileIndex, limit
     other problems are reported as skipped."""
     report = report or Report()
     try:
-        report.added.append(add_tile(load_tile(fp, limits), label, store, index, owner))
+        tile = prepare_tile(load_tile(fp, limits))
+        report.stored(tile.id, store_tile(tile, label, store, index, owner))
     except Skip as skip:
         if skip.too_large:
             raise TooLarge(f"{label}: {skip}; nothing was stored.") from None
-        report.skip(label, str(skip))
+        report.skip(label, skip)
     return report

@@ -7,8 +7,8 @@ from a tile's."""
 
 from __future__ import annotations
 
-from fileserver.openapi import (BINARY, FORMAT, HTML, NULLABLE_STRING, form, header,
-                                json_content, path_param, query, redirect, ref,
+from fileserver.openapi import (BINARY, FILE_HEADERS, FORMAT, HTML, NULLABLE_STRING, form,
+                                header, json_content, path_param, query, redirect, ref,
                                 request_header, responses)
 
 from .ingest import Limits
@@ -30,14 +30,28 @@ JOB_SCHEMA = {
         "url": {"type": "string"},
     },
 }
+TILE_IDS = {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
+SKIPPED_SCHEMA = {
+    "type": "object", "required": ["count", "entries"],
+    "properties": {
+        "count": {"type": "integer", "minimum": 1},
+        "entries": {"type": "array", "items": {
+            "type": "object", "required": ["entry", "detail"],
+            "properties": {"entry": {"type": "string", "description": "The entry's name."},
+                           "detail": {"type": "string", "description": "About this entry "
+                                                                       "(may be empty)."}}}},
+    },
+}
 REPORT_SCHEMA = {
-    "type": "object", "required": ["added", "tiles", "skipped", "seconds"],
+    "type": "object", "required": ["added", "tiles", "repaired", "skipped", "seconds"],
     "properties": {
         "added": {"type": "integer", "minimum": 0},
-        "tiles": {"type": "array", "items": {"type": "string"}},
-        "skipped": {"type": "array", "items": {
-            "type": "object", "required": ["entry", "reason"],
-            "properties": {"entry": {"type": "string"}, "reason": {"type": "string"}}}},
+        "tiles": {**TILE_IDS, "description": "The tiles added."},
+        "repaired": {**TILE_IDS, "description": "Tiles already in the library whose missing "
+                                                "image this upload stored again."},
+        "skipped": {"type": "object", "additionalProperties": ref("SkippedEntries"),
+                    "description": "Skipped entries by reason (\"duplicate\", \"not an "
+                                   "image\"...), the most frequent first."},
         "seconds": {"type": "number"},
     },
 }
@@ -67,8 +81,8 @@ TILE_SCHEMA = {
                    "url": {"type": "string"}, "features": {"type": "object"},
                    "meta": {"type": "object"}},
 }
-SCHEMAS = {"Job": JOB_SCHEMA, "TileReport": REPORT_SCHEMA, "Mosaic": MOSAIC_SCHEMA,
-           "TilePage": TILES_SCHEMA, "Tile": TILE_SCHEMA}
+SCHEMAS = {"Job": JOB_SCHEMA, "TileReport": REPORT_SCHEMA, "SkippedEntries": SKIPPED_SCHEMA,
+           "Mosaic": MOSAIC_SCHEMA, "TilePage": TILES_SCHEMA, "Tile": TILE_SCHEMA}
 JOB, REPORT, MOSAIC, TILES = (ref(name) for name in ("Job", "TileReport", "Mosaic", "TilePage"))
 
 LIMITS = Limits()  # the defaults; a server configured otherwise answers 400 out of its own
@@ -90,6 +104,7 @@ ACCEPTED = {"description": "Accepted (Prefer: respond-async): poll the job.",
             "content": json_content(JOB),
             "headers": {"Location": header("The job's URL.")}}
 GALLERY_BACK = redirect("Browser forms go back to the gallery.")
+TILE_ID = path_param("tile_id", "The tile's id (sha256 of its pixels).")
 
 PATHS = {
     "/mosaic": {
@@ -143,12 +158,26 @@ PATHS = {
                 201: {"description": "Tiles were added.", "content": json_content(REPORT)},
                 200: {"description": "Nothing new was added (see skipped).",
                       "content": json_content(REPORT)},
-                202: ACCEPTED, 303: GALLERY_BACK,
+                202: ACCEPTED,
+                303: redirect("Browser forms go to the job's page: its progress, then "
+                              "the report."),
             }, 400, 413, 415),
         },
     },
+    "/mosaic/tiles/{tile_id}/image": {"get": {
+        "summary": "A tile's image", "operationId": "tileImage",
+        "parameters": [TILE_ID, request_header("Range", "One range, bytes=a-b, a- or -n."),
+                       request_header("If-None-Match", "ETags: 304 if one matches.")],
+        "responses": responses({
+            200: {"description": "The JPEG.", "headers": FILE_HEADERS,
+                  "content": {"image/jpeg": {"schema": BINARY}}},
+            206: {"description": "The range asked for.",
+                  "content": {"image/jpeg": {"schema": BINARY}}},
+            304: {"description": "Unchanged since the client's copy.",
+                  "headers": {"ETag": FILE_HEADERS["ETag"]}},
+        }, 404, 416)}},
     "/mosaic/tiles/{tile_id}": {
-        "parameters": [path_param("tile_id", "The tile's id (sha256 of its pixels).")],
+        "parameters": [TILE_ID],
         "delete": {"summary": "Remove a tile", "operationId": "deleteTile",
                    "responses": responses({204: {"description": "Removed."}}, 404)},
         "post": {"summary": "Remove a tile from a form (_method=DELETE)",

@@ -1,9 +1,10 @@
 // Progressive enhancement of the mosaic pages. Without JavaScript their forms
-// post multipart and the server answers when the work is done (303). With it:
+// post multipart: tiles land on the job's page (it refreshes itself, then shows
+// the report), a mosaic on its result once it is made (303). With it:
 //   /mosaic/tiles  the upload goes with an upload progress bar and
 //                  "Prefer: respond-async"; the job is polled (ingest progress),
-//                  then the report shows and the gallery refreshes in place;
-//                  the tiles' delete buttons send DELETE.
+//                  then the report (as the job's page renders it) shows and the
+//                  gallery refreshes in place; the tiles' delete buttons send DELETE.
 //   /mosaic        the same for making a mosaic (matching, rendering), then the
 //                  result image shows without a page reload.
 (function () {
@@ -196,35 +197,31 @@
     element.textContent = plural(n, "tile") + " in the library.";
   }
 
-  function showReport(container, result) {
-    container.textContent = "";
-    var summary = document.createElement("p");
-    summary.className = "summary";
-    summary.textContent = "Added " + plural(result.added, "tile") + ", skipped " +
-      result.skipped.length + " in " + result.seconds + " s.";
-    container.appendChild(summary);
-    if (result.skipped.length) {
-      var list = document.createElement("ul");
-      list.className = "skipped";
-      result.skipped.forEach(function (s) {
-        var item = document.createElement("li");
-        var entry = document.createElement("code");
-        entry.textContent = s.entry;
-        item.appendChild(entry);
-        item.appendChild(document.createTextNode(": " + s.reason));
-        list.appendChild(item);
+  // A page of this server, parsed.
+  function fetchPage(url) {
+    return request("GET", url, {accept: "text/html"}).then(function (xhr) {
+      if (xhr.status !== 200) throw new Error(errorOf(xhr));
+      return new DOMParser().parseFromString(xhr.responseText, "text/html");
+    });
+  }
+
+  // The report as the job's page shows it: one template renders it for both.
+  function showReport(container, job) {
+    return fetchPage(job.url).then(function (page) {
+      var report = page.querySelector("#job .report");
+      if (!report) throw new Error("The job's page shows no report; reload the page.");
+      container.textContent = "";
+      Array.prototype.forEach.call(report.childNodes, function (node) {
+        container.appendChild(document.importNode(node, true));
       });
-      container.appendChild(list);
-    }
-    container.hidden = false;
+      container.hidden = false;
+    });
   }
 
   // Replace the gallery with the server's current one (same page of it).
   function refreshGallery() {
-    return request("GET", window.location.href, {accept: "text/html"}).then(function (xhr) {
-      if (xhr.status !== 200) throw new Error(errorOf(xhr));
-      var fresh = new DOMParser().parseFromString(xhr.responseText, "text/html")
-        .getElementById("gallery");
+    return fetchPage(window.location.href).then(function (page) {
+      var fresh = page.getElementById("gallery");
       var gallery = document.getElementById("gallery");
       if (fresh && gallery) gallery.parentNode.replaceChild(document.importNode(fresh, true), gallery);
     });
@@ -240,9 +237,8 @@
       busy(form, true);
       report.hidden = true;
       runJob(form, panel).then(function (job) {
-        showReport(report, job.result);
         form.reset();
-        return refreshGallery();
+        return Promise.all([showReport(report, job), refreshGallery()]);
       }).catch(function (error) {
         panel.fail(error.message);
       }).then(function () {

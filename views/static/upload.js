@@ -1,49 +1,140 @@
-// Progressive enhancement of the listing page: uploads go one PUT per file
-// with a progress bar each; without JavaScript the form posts multipart.
+// Progressive enhancement of the listing page. Uploads go one PUT per file with
+// a progress bar each, after asking what to do with names that exist; Delete
+// asks with confirm() and removes the row. When uploads end, only the table is
+// fetched again, so the progress list stays. Without JavaScript the forms do
+// the same through the server (multipart POST, a confirmation page to delete).
 (function () {
   "use strict";
   var form = document.getElementById("upload");
-  if (!form || !window.XMLHttpRequest) return;
+  if (!form || !window.XMLHttpRequest || !window.fetch) return;
+  var folderUrl = form.getAttribute("action");
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var choice = form.querySelector("fieldset.exists");
+  if (choice) choice.hidden = true;  // asked per file instead
 
   function fileUrl(name) {
-    return form.getAttribute("action") + name.split("/").map(encodeURIComponent).join("/");
+    return folderUrl + name.split("/").map(encodeURIComponent).join("/");
   }
 
-  function upload(file, list) {
-    return new Promise(function (resolve) {
-      var item = document.createElement("li");
-      var bar = document.createElement("progress");
-      var label = document.createElement("span");
-      bar.max = 100;
-      bar.value = 0;
-      item.className = "uploading";
-      item.dataset.name = file.name;
-      label.textContent = " " + file.name;
-      item.appendChild(bar);
-      item.appendChild(label);
-      list.appendChild(item);
+  function headers(accept) {
+    var h = {Accept: accept};
+    if (csrfMeta) h["X-CSRF-Token"] = csrfMeta.content;
+    return h;
+  }
 
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function errorOf(status, body, fallback) {
+    try { return JSON.parse(body).error; } catch (e) { return fallback || "HTTP " + status; }
+  }
+
+  // -- the table: fetched again as HTML, only #entries replaced ----------------
+
+  function refreshEntries() {
+    return fetch(location.pathname + location.search,
+                 {headers: {Accept: "text/html"}, credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(new Error(r.statusText)); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("entries");
+        var old = document.getElementById("entries");
+        if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+      })
+      .catch(function (e) { showError("Could not refresh the listing: " + e.message); });
+  }
+
+  function showError(message) {
+    var old = document.getElementById("notice");
+    if (old) old.remove();
+    var notice = element("p", "error-message notice", message);
+    notice.id = "notice";
+    notice.setAttribute("role", "alert");
+    document.getElementById("entries").before(notice);
+  }
+
+  // -- uploads -----------------------------------------------------------------
+
+  // The folder's JSON listing from this name on (limit 1): the name itself comes
+  // first if it exists. Unlike a HEAD, a new name answers 200, not a 404.
+  function exists(name) {
+    var query = new URLSearchParams({format: "json", prefix: name, limit: "1"});
+    return fetch(folderUrl + "?" + query, {headers: {Accept: "application/json"},
+                                           credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { return r.ok ? r.json() : {files: []}; })
+      .then(function (listing) {
+        return listing.files.some(function (f) { return f.name === listing.prefix; });
+      }, function () { return false; });
+  }
+
+  function progressItem(name, list) {
+    var item = element("li", "uploading");
+    var bar = element("progress");
+    bar.max = 100;
+    bar.value = 0;
+    item.dataset.name = name;
+    item.appendChild(bar);
+    item.appendChild(element("span", "label", " " + name));
+    list.appendChild(item);
+    return item;
+  }
+
+  // Resolves to "replace", "keep" or "skip", as the person clicks.
+  function ask(item, name) {
+    var bar = item.querySelector("progress");
+    var label = item.querySelector(".label");
+    bar.hidden = true;
+    item.className = "conflict";
+    label.textContent = " " + name + " exists:";
+    return new Promise(function (resolve) {
+      var buttons = [["replace", "Replace"], ["keep", "Keep both"], ["skip", "Skip"]].map(
+        function (option) {
+          var button = element("button", "", option[1]);
+          button.type = "button";
+          button.value = option[0];
+          button.addEventListener("click", function () {
+            buttons.forEach(function (b) { b.remove(); });
+            bar.hidden = false;
+            item.className = "uploading";
+            label.textContent = " " + name;
+            resolve(option[0]);
+          });
+          item.appendChild(button);
+          return button;
+        });
+    });
+  }
+
+  function send(file, item, keep) {
+    var bar = item.querySelector("progress");
+    var label = item.querySelector(".label");
+    return new Promise(function (resolve) {
       var xhr = new XMLHttpRequest();
-      xhr.open("PUT", fileUrl(file.name));
-      xhr.setRequestHeader("Accept", "application/json");
-      var csrf = document.querySelector('meta[name="csrf-token"]');
-      if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf.content);
+      // keep: the server picks the free "name (n).ext" as it stores
+      xhr.open("PUT", fileUrl(file.name) + (keep ? "?exists=keep" : ""));
+      var h = headers("application/json");
+      Object.keys(h).forEach(function (k) { xhr.setRequestHeader(k, h[k]); });
       if (file.type) xhr.setRequestHeader("Content-Type", file.type);
       xhr.upload.onprogress = function (e) {
         if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
       };
       xhr.onload = function () {
-        if (xhr.status === 200 || xhr.status === 201) {
+        var ok = xhr.status === 200 || xhr.status === 201;
+        if (ok) {
+          var stored = JSON.parse(xhr.responseText).name.split("/").pop();
           bar.value = 100;
           item.className = "done";
-          label.textContent = " " + file.name + " — done";
+          label.textContent = " " + file.name + " — done" +
+            (stored !== file.name ? ", stored as " + stored : "");
         } else {
-          var message = xhr.statusText;
-          try { message = JSON.parse(xhr.responseText).error; } catch (e) { /* not JSON */ }
           item.className = "failed";
-          label.textContent = " " + file.name + " — " + message;
+          label.textContent = " " + file.name + " — " +
+            errorOf(xhr.status, xhr.responseText, xhr.statusText);
         }
-        resolve(xhr.status < 300);
+        resolve(ok);
       };
       xhr.onerror = function () {
         item.className = "failed";
@@ -54,14 +145,53 @@
     });
   }
 
+  function upload(file, list) {
+    var item = progressItem(file.name, list);
+    return exists(file.name)
+      .then(function (taken) { return taken ? ask(item, file.name) : "replace"; })
+      .then(function (answer) {
+        if (answer !== "skip") return send(file, item, answer === "keep");
+        item.className = "skipped";
+        item.querySelector(".label").textContent = " " + file.name + " — skipped";
+        return false;
+      });
+  }
+
   form.addEventListener("submit", function (event) {
     var input = form.querySelector("input[type=file]");
     if (!input.files.length) return;
     event.preventDefault();
     var list = document.getElementById("progress");
     var files = Array.prototype.slice.call(input.files);
+    input.value = "";
+    // the last batch's finished items make way; running ones stay
+    list.querySelectorAll("li.done, li.failed, li.skipped").forEach(function (li) { li.remove(); });
     Promise.all(files.map(function (f) { return upload(f, list); })).then(function (results) {
-      if (results.every(Boolean)) window.location.reload();
+      if (results.some(Boolean)) refreshEntries();
     });
+  });
+
+  // -- delete ------------------------------------------------------------------
+
+  document.addEventListener("submit", function (event) {
+    var del = event.target.closest("#files form.delete");
+    if (!del) return;
+    event.preventDefault();
+    var row = del.closest("tr");
+    if (!window.confirm("Delete " + row.dataset.name + "?")) return;
+    fetch(del.getAttribute("action"), {method: "DELETE", headers: headers("application/json"),
+                                       credentials: "same-origin"})
+      .then(function (r) {
+        if (r.status === 204) return null;
+        return r.text().then(function (body) { return errorOf(r.status, body, r.statusText); });
+      })
+      .then(function (error) {
+        if (error) return showError(error);
+        var old = document.getElementById("notice");
+        if (old) old.remove();
+        var body = row.parentNode;
+        row.remove();
+        if (!body.querySelector("tr")) refreshEntries();  // the empty-folder text
+      }, function () { showError("Could not delete " + row.dataset.name + ": connection failed"); });
   });
 })();
