@@ -148,8 +148,10 @@ class Documents(abc.ABC):
     # -- declaring ---------------------------------------------------------------
 
     def declare(self, name: str, indexed: Iterable[str] = ()) -> CollectionSpec:
-        """Make a collection (and its indexes) ready; safe to repeat. Declaring
-        one name twice with other fields adds the new ones."""
+        """Make a collection (and its indexes) ready; safe to repeat, and a
+        repeat with no new field costs nothing (the core and a feature may
+        both declare what the feature uses). Declaring one name twice with
+        other fields adds the new ones."""
         if not NAME.fullmatch(name or ""):
             raise ValueError(f"bad collection name {name!r}: a-z, 0-9 and _, up to 40")
         fields = tuple(dict.fromkeys([*self._specs.get(name, CollectionSpec(name)).indexed,
@@ -158,8 +160,9 @@ class Documents(abc.ABC):
             if not NAME.fullmatch(each):
                 raise ValueError(f"bad indexed field {each!r} in {name}: a-z, 0-9 and _")
         spec = CollectionSpec(name, fields)
-        self._declare(spec)
-        self._specs[name] = spec
+        if self._specs.get(name) != spec:
+            self._declare(spec)
+            self._specs[name] = spec
         return spec
 
     def _spec(self, name: str) -> CollectionSpec:

@@ -44,3 +44,22 @@ def test_embedded_find_uses_the_index(tmp_path):
     docs.declare("things", indexed=["colour"])
     plan = docs.query_plan("things", "colour")
     assert "USING INDEX c_things_colour" in plan, plan
+
+
+def test_declaring_again_costs_nothing_unless_a_field_is_new():
+    from memory_backend import MemoryDocuments
+
+    declared = []
+
+    class Counting(MemoryDocuments):
+        def _declare(self, spec):
+            declared.append(spec)
+            super()._declare(spec)
+
+    docs = Counting("declare-twice")
+    docs.declare("things", ["colour"])
+    docs.declare("things", ["colour"])
+    docs.declare("things")
+    assert [s.indexed for s in declared] == [("colour",)]
+    docs.declare("things", ["size"])
+    assert [s.indexed for s in declared] == [("colour",), ("colour", "size")]
