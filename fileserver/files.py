@@ -166,13 +166,17 @@ def _uploaded(folder: str, stored: list):
     return json_response([describe(i) for i in stored], 201)
 
 
+def _parent(name: str) -> str:
+    """The folder a file is in, as a listing's path: 'a/b/c.txt' -> 'a/b/', 'c.txt' -> ''."""
+    return name[:name.rfind("/") + 1]
+
+
 def delete_file(name: str, store: Store):
     check_public(name, change=True)
     check_may_change(store.info(name).owner, f"The file {name!r}")
     store.delete(name)
     if wants_html() and request.method == "POST":
-        folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
-        redirect(file_url(folder, absolute=False), 303)
+        redirect(file_url(_parent(name), absolute=False), 303)
     return HTTPResponse(status=204)
 
 
@@ -183,9 +187,8 @@ def confirm_delete_page(store: Store, name: str) -> None:
         return
     info = store.info(check_public(name))
     check_may_change(info.owner, f"The file {name!r}")
-    folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
     raise HTTPResponse(render("confirm_delete", info=info, url=file_url(name, False),
-                              folder_url=file_url(folder, False), format_size=format_size),
+                              folder_url=file_url(_parent(name), False), format_size=format_size),
                        Content_Type="text/html; charset=utf-8", Cache_Control="no-store")
 
 

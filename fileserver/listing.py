@@ -16,6 +16,7 @@ from bottle import HTTPResponse, request
 
 from .auth import current_user, unauthorized
 from .errors import BadRequest
+from .serving import etag_matches
 from .store import MAX_PAGE, Listing, Store, format_size, visible_list
 from .web import (LISTING_FORMATS, check_public, describe, file_url, folder_of, listing_format,
                   query_int, render)
@@ -39,10 +40,9 @@ def listing_order(query) -> tuple[str, str]:
     return key, order
 
 
-def sorted_listing(listing: Listing, query) -> Listing:
-    """The page's entries in the order the query asks: folders first (by name,
-    they have no size or date), then files."""
-    key, order = listing_order(query)
+def sorted_listing(listing: Listing, key: str, order: str) -> Listing:
+    """The page's entries in that order (``listing_order``): folders first (by
+    name, they have no size or date), then files."""
     reverse = order == "desc"
     return Listing(sorted(listing.files, key=SORT_KEYS[key], reverse=reverse),
                    sorted(listing.folders, reverse=reverse), listing.next_after)
@@ -72,8 +72,9 @@ def list_files(store: Store, path: str = ""):
                          format=query.get("format", ""),
                          owner=query.getunicode("owner", default=""))
     if fmt == "html":
-        listing = sorted_listing(listing, query)
-        body = render("listing", folder=folder, listing=listing, next_url=next_url,
+        sort, order = listing_order(query)
+        body = render("listing", folder=folder, listing=sorted_listing(listing, sort, order),
+                      sort=sort, order=order, next_url=next_url,
                       file_url=file_url, format_size=format_size,
                       prefix=query.getunicode("prefix", default=""),
                       url_import=request.app.config["fileserver.settings"].url_import)
@@ -96,7 +97,7 @@ def _listing_response(body: str, media: str, next_url: str | None):
                "Cache-Control": ("private, " if current_user() else "") + "no-cache"}
     if next_url:
         headers["Link"] = f'<{next_url}>; rel="next"'
-    if etag in [t.strip() for t in request.get_header("If-None-Match", "").split(",")]:
+    if etag_matches(request.get_header("If-None-Match", ""), etag, weak=True):
         return HTTPResponse(status=304, **{k: v for k, v in headers.items()
                                            if k != "Content-Type"})
     return HTTPResponse(data, status=200, **headers)

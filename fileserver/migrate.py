@@ -46,19 +46,21 @@ def all_files(store: Store, page: int = 500) -> Iterator[FileInfo]:
         after = listing.next_after
 
 
-def copy_file(source: Store, target: Store, info: FileInfo) -> bool:
-    """Copy one file; False if the target already had it. Raises on a mismatch."""
+def copy_file(source: Store, target: Store, info: FileInfo, name: str | None = None) -> bool:
+    """Copy one file, with its owner, type, meta and times, to ``name`` (default:
+    the same name); False if the target already had it. Raises on a mismatch."""
+    name = info.name if name is None else name
     try:
-        if target.info(info.name).sha256 == info.sha256:
+        if target.info(name).sha256 == info.sha256:
             return False
     except FileNotFound:
         pass
     with source.open(info.name) as reader:
-        stored, _ = target.put(info.name, reader, content_type=info.content_type,
+        stored, _ = target.put(name, reader, content_type=info.content_type,
                                owner=info.owner, meta=info.meta, length=info.size,
                                created=info.created, modified=info.modified)
     if stored.sha256 != info.sha256:
-        target.delete(info.name)
+        target.delete(name)
         raise StoreError(f"sha256 mismatch: the source recorded {info.sha256}, "
                          f"the bytes read hash to {stored.sha256}; not copied")
     return True

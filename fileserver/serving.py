@@ -48,13 +48,13 @@ def send_asset(root: Path, path: str):
     stat = file.stat()
     tag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
     headers = {"ETag": tag, "Cache-Control": "no-cache"}  # revalidate: a 304 is cheap
-    if _etag_matches(request.get_header("If-None-Match", ""), tag, weak=True):
+    if etag_matches(request.get_header("If-None-Match", ""), tag, weak=True):
         return HTTPResponse(status=304, **headers)
     return static_file(str(file.relative_to(root.resolve())), root=str(root.resolve()),
                        etag=tag, headers=headers)
 
 
-def _etag_matches(header: str, tag: str, weak: bool) -> bool:
+def etag_matches(header: str, tag: str, weak: bool) -> bool:
     if header.strip() == "*":
         return True
     for candidate in header.split(","):
@@ -69,7 +69,7 @@ def _etag_matches(header: str, tag: str, weak: bool) -> bool:
 def _not_modified(info: FileInfo) -> bool:
     inm = request.get_header("If-None-Match")
     if inm is not None:
-        return _etag_matches(inm, etag(info), weak=True)
+        return etag_matches(inm, etag(info), weak=True)
     ims = request.get_header("If-Modified-Since")
     if ims:
         when = email.utils.parsedate_to_datetime(ims) if _valid_date(ims) else None

@@ -113,12 +113,15 @@ def query_int(key: str, default: int) -> int:
 # -- /files names in URLs, shared by the file routes and the listings ----------
 
 
+def site_url() -> str:
+    """``scheme://host[:port]`` of this request, for absolute URLs in answers."""
+    parts = request.urlparts
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def file_url(name: str, absolute: bool = True) -> str:
     path = "/files/" + quote(name, safe="/")
-    if not absolute:
-        return path
-    parts = request.urlparts
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    return site_url() + path if absolute else path
 
 
 def describe(info) -> dict:

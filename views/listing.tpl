@@ -1,5 +1,4 @@
 % rebase('base', title='/' + folder)
-% from fileserver.listing import listing_order
 % parts = folder.rstrip('/').split('/') if folder else []
 % here = file_url(folder, False)
 %# The folder itself is no link: tools that list a folder by its links (fsspec,
@@ -49,7 +48,6 @@
 % if not listing.files and not listing.folders:
 <p class="empty">No files here yet.</p>
 % else:
-% sort, order = listing_order(request.query)
 % kept = [(k, request.query.getunicode(k, default='')) for k in ('prefix', 'owner', 'limit')]
 %# Sorting is a GET form per column, not a link: mirroring tools follow every
 %# link, and would fetch each sort order of every folder.

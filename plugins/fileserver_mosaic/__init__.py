@@ -43,7 +43,7 @@ from fileserver.serving import send_stored
 from fileserver.store import MAX_PAGE, Store, format_size, visible_list
 from fileserver.uploads import body_length, body_stream, iter_parts, multipart_boundary
 from fileserver.web import (file_url, json_response, query_int, render, require_form_delete,
-                            wants_html)
+                            site_url, wants_html)
 
 from .generate import FORMATS, Params, encode, generate, load_source
 from .index import COLLECTION as TILES
@@ -126,8 +126,7 @@ def post_tiles(ctx: Context, store: Store):
 
 
 def tile_url(tile_id: str) -> str:
-    parts = request.urlparts
-    return f"{parts.scheme}://{parts.netloc}/mosaic/tiles/{tile_id}/image"
+    return f"{site_url()}/mosaic/tiles/{tile_id}/image"
 
 
 def list_tiles(ctx: Context, store: Store):
@@ -244,8 +243,7 @@ def _read_source(store: Store, limits: Limits) -> tuple[dict[str, str], str, Bin
 def post_mosaic(ctx: Context, store: Store):
     index, limits = ctx.state["index"], ctx.state["limits"]
     fields, label, spooled = _read_source(store, limits)
-    parts = request.urlparts
-    site = f"{parts.scheme}://{parts.netloc}"  # the job thread has no request
+    site = site_url()  # the job thread has no request
     owner = owner_for()
     source_file = spooled  # not ``spooled``: that name is cleared once a job owns the file
     try:

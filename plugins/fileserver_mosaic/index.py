@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 from fileserver.documents import CollectionSpec, DocumentExists, Documents
 from fileserver.errors import FileNotFound
+from fileserver.migrate import copy_file
 from fileserver.store import MAX_PAGE, PRIVATE_PREFIX, FileInfo, Store
 
 GRID = 2  # the sub-grid is GRID x GRID cells (Lab quadrants)
@@ -143,12 +144,6 @@ def _legacy_images(store: Store) -> Iterator[tuple[str, FileInfo]]:
         after = listing.next_after
 
 
-def _copy(store: Store, info: FileInfo, name: str) -> None:
-    with store.open(info.name) as fp:
-        store.put(name, fp, content_type=info.content_type, owner=info.owner, meta=info.meta,
-                  length=info.size, created=info.created, modified=info.modified)
-
-
 def move_legacy_images(store: Store, index: TileIndex) -> int:
     """Move the images of indexed tiles from ``tiles/`` to ``tile_path``; the
     number moved. Copy first, then delete: a crash between the two leaves
@@ -160,7 +155,7 @@ def move_legacy_images(store: Store, index: TileIndex) -> int:
             continue  # not a tile any more: a user's file like any other
         try:
             if not store.exists(tile_path(tile_id)):
-                _copy(store, info, tile_path(tile_id))
+                copy_file(store, store, info, tile_path(tile_id))
             store.delete(info.name)
         except FileNotFound:
             continue  # moved by another process meanwhile
