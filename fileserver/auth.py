@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -47,6 +48,7 @@ PUBLIC = ("/login", "/logout", "/openapi.json")
 REALM = 'Basic realm="fileserver", charset="UTF-8"'
 
 
+@functools.lru_cache(maxsize=64)  # asked on every request: the address is parsed once
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

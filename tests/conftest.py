@@ -76,6 +76,20 @@ class Backend:
 _counter = iter(range(10**9))
 
 
+def embedded_contents(root: Path) -> dict[str, int]:
+    """What an embedded data directory holds below the store's API: blob files,
+    inline contents (small files, in the index) and partial uploads."""
+    import sqlite3
+
+    index = sqlite3.connect(root / "index.sqlite3")
+    try:
+        inline = index.execute("SELECT count(*) FROM inline").fetchone()[0]
+    finally:
+        index.close()
+    return {"blobs": sum(1 for p in (root / "blobs").rglob("*") if p.is_file()),
+            "inline": inline, "tmp": sum(1 for _ in (root / "tmp").iterdir())}
+
+
 def _unique(prefix: str) -> str:
     return f"{prefix}{os.getpid()}x{next(_counter)}"
 

@@ -7,18 +7,22 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import start_server
+from conftest import embedded_contents, start_server
 from fileserver.errors import ConfigError
+from fileserver.store import Upload
 from fileserver_embedded import EmbeddedStore
+from fileserver_embedded.files import INLINE_MAX, _Pending
 
 # Writes "victim" slowly through the store until the test kills the process.
 SLOW_WRITER = textwrap.dedent("""
@@ -72,9 +76,8 @@ def test_kill_mid_upload_leaves_nothing_partial(tmp_path, victim):
             assert f.read() == old
         with store.open("other") as f:
             assert f.read() == b"intact"
-        assert list((root / "tmp").iterdir()) == []  # leftovers swept
-        blobs = [p for d in (root / "blobs").iterdir() for p in d.iterdir()]
-        assert len(blobs) == 2
+        # leftovers swept: old-file's blob file, other's content inline
+        assert embedded_contents(root) == {"blobs": 1, "inline": 1, "tmp": 0}
     finally:
         store.close()
 
@@ -173,3 +176,75 @@ def test_a_full_disk_is_507_and_nothing_is_half_written(small_disk, tmp_path):
         assert "Traceback" not in server.output()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("size", [0, 1, INLINE_MAX, INLINE_MAX + 1, 3 * INLINE_MAX])
+def test_small_files_live_in_the_index_and_large_ones_in_blob_files(tmp_path, size):
+    store = EmbeddedStore(tmp_path)
+    try:
+        data = os.urandom(size)
+        store.put("f", io.BytesIO(data))
+        inline = size <= INLINE_MAX
+        assert embedded_contents(tmp_path) == {"blobs": 0 if inline else 1,
+                                               "inline": 1 if inline else 0, "tmp": 0}
+        with store.open("f", start=size // 3) as f:
+            assert f.read() == data[size // 3:]
+        store.put("f", io.BytesIO(b"small now"))  # large -> small and back: the old content goes
+        store.put("f", io.BytesIO(data))
+        with store.open("f") as f:
+            assert f.read() == data
+        assert embedded_contents(tmp_path)["blobs"] + embedded_contents(tmp_path)["inline"] == 1
+        store.delete("f")
+        assert embedded_contents(tmp_path) == {"blobs": 0, "inline": 0, "tmp": 0}
+    finally:
+        store.close()
+
+
+def test_uploads_finishing_together_share_a_commit_and_each_gets_its_own_answer(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    commits = []
+    real = store._transaction
+    store._transaction = lambda batch: (commits.append(len(batch)), real(batch))[1]
+    try:
+        store.put("same", io.BytesIO(b"first"))
+
+        def upload(i):
+            name = "same" if i % 4 == 0 else f"f{i}"
+            return name, store.put(name, io.BytesIO(f"content {i}".encode()))
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(upload, range(200)))
+        assert max(commits) > 1, "no two uploads ever shared a transaction"
+        assert sum(commits) == 201
+        for name, (info, created) in answers:
+            assert created == (name != "same")
+        with store.open("same") as f:
+            assert f.read().startswith(b"content ")
+        assert len(store.list(limit=1000).files) == 1 + 150
+        assert embedded_contents(tmp_path) == {"blobs": 0, "inline": 151, "tmp": 0}
+    finally:
+        store.close()
+
+
+def test_a_failing_upload_in_a_shared_commit_fails_alone(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    try:
+        store.put("taken", io.BytesIO(b"x"))
+        good = _Pending("good", _complete_upload(b"good"), None, b"good")
+        bad = _Pending("bad", _complete_upload(b"bad", content_type=None), None, b"bad")
+        store._write_batch([good, bad])  # content_type is NOT NULL: bad's row is refused
+        assert good.result[1] is True and good.error is None
+        assert isinstance(bad.error, sqlite3.IntegrityError) and bad.result is None
+        assert [f.name for f in store.list().files] == ["good", "taken"]
+        assert embedded_contents(tmp_path)["inline"] == 2  # bad's content went with its row
+    finally:
+        store.close()
+
+
+def _complete_upload(data: bytes, content_type: str | None = "application/octet-stream"):
+    upload = Upload(io.BytesIO(data), content_type=content_type or "", owner=None,
+                    meta={}, max_size=None, length=None)
+    upload.content_type = content_type
+    while upload.read(1 << 16):
+        pass
+    return upload

@@ -35,7 +35,7 @@ from typing import Callable
 import pytest
 
 from conftest import COUCH_PASSWORD, COUCH_USER, Backend, LiveServer, _ensure_couch_user, \
-    start_server
+    embedded_contents, start_server
 from servers import Running, start_couchdb, start_mongodb
 
 pytestmark = pytest.mark.timeout(300)
@@ -358,8 +358,9 @@ def test_fileserver_killed_while_it_writes_a_replace(tmp_path):
     server = start_server(root, config)  # same data dir, same config
     try:
         stored.check_intact(server.url)  # the old big.bin, nothing partial listed
-        assert list((data / "tmp").iterdir()) == []  # the partial copy is swept
-        blobs = [p for d in (data / "blobs").iterdir() for p in d.iterdir()]
-        assert len(blobs) == len(stored.files), "a blob no file points at was left"
+        contents = embedded_contents(data)
+        assert contents["tmp"] == 0  # the partial copy is swept
+        assert contents["blobs"] + contents["inline"] == len(stored.files), \
+            "content no file points at was left"
     finally:
         server.stop()

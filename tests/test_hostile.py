@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from conftest import BACKENDS, LiveServer, start_server
+from conftest import BACKENDS, LiveServer, embedded_contents, start_server
 from test_mosaic_tiles import forged_png
 
 pytestmark = pytest.mark.timeout(120)
@@ -133,9 +133,7 @@ class Server:
     def raw_storage(self) -> dict[str, int]:
         """Counts below the store's API, where a half-written upload would hide."""
         if self.backend == "embedded":
-            root = Path(self.options["path"])
-            return {"blobs": sum(1 for p in (root / "blobs").rglob("*") if p.is_file()),
-                    "tmp": sum(1 for _ in (root / "tmp").iterdir())}
+            return embedded_contents(Path(self.options["path"]))
         if self.backend == "gridfs":
             import pymongo  # the test extra
 
