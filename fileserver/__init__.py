@@ -5,7 +5,7 @@ import without bottle or the app; ``create_app`` is loaded on first use.
 """
 
 __all__ = ["create_app", "Settings", "load_settings"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str):

@@ -68,6 +68,7 @@ KEYS: dict[str, Callable[[str], Any]] = {
     "anonymous": choice("none", "read", "write"),
     "trusted_proxy": parse_text,
     "access_log": _access_log,
+    "body_timeout": seconds(),
     # POST /files/ url=...: the server fetches a URL (fileserver/fetch.py)
     "url_import": on_off,
     "url_import_hosts": _host_patterns,
@@ -92,6 +93,8 @@ class Settings:
     trusted_proxy: str | None = None
     #: one line per request: off, stdout or a file's path
     access_log: str = "stdout"
+    #: seconds an upload's body may stop arriving before it fails (408)
+    body_timeout: float = 60.0
     url_import: bool = False
     url_import_hosts: tuple[str, ...] = ()
     url_import_private: bool = False

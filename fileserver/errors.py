@@ -54,6 +54,11 @@ class Conflict(Error):
     status = 409
 
 
+class RequestTimeout(Error):
+    """The client stopped sending the request's body."""
+    status = 408
+
+
 class TooLarge(Error):
     """Over a configured size limit; nothing was stored."""
 

@@ -1,9 +1,11 @@
 """Running the app under waitress.
 
-Waitress reads a whole request body before calling the app, so the size
-limit must be enforced by waitress itself (``max_request_body_size``) to
-refuse an oversized upload while it streams in. Its own error answers
-(413, 400 for broken framing) get the same JSON or HTML shape as ours.
+Large request bodies stream into the app while they arrive (streaming.py);
+smaller ones are read by waitress first. A body announced larger than the
+limit is refused by waitress itself (``max_request_body_size``) before the
+app runs; a chunked one, by the store while it streams in. Waitress's own
+error answers (413, 400 for broken framing) get the same JSON or HTML
+shape as ours.
 
 The access log is written by waitress's tasks (ours subclass them), so it
 has every answer, waitress's own 413s and 400s included, the bytes really
@@ -30,6 +32,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from .config import Settings
 from .store import too_large_message
+from .streaming import StreamingChannel, Streams, answer_closes
 from .web import render
 
 #: glibc's mallopt() parameter for the number of malloc arenas.
@@ -100,7 +103,9 @@ def access_logger(where: str) -> logging.Logger | None:
 
 
 class _Task(_Logged, WSGITask):
-    pass
+    def build_response_header(self) -> bytes:
+        answer_closes(self)
+        return super().build_response_header()
 
 
 class ErrorPageTask(_Logged, ErrorTask):
@@ -131,6 +136,8 @@ class _Parser(HTTPRequestParser):
     bad bytes from a path (``a%ffb`` stored as ``ab``) and fail with a 500 on
     reading such a header."""
 
+    pipe = None  # the BodyPipe when the body streams into the app
+
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
         fields = [("path", self.path)]
@@ -142,10 +149,21 @@ class _Parser(HTTPRequestParser):
                 raise ParsingError(f"The request's {what} is not valid UTF-8.") from None
 
 
-class _Channel(HTTPChannel):
+class _Channel(StreamingChannel):
     task_class = _Task
     error_task_class = ErrorPageTask
     parser_class = _Parser
+
+    def writable(self) -> bool:
+        """Not while a task is sending its own answer (it holds the outbuf
+        lock): waitress would see the socket writable, fail to take the lock,
+        send nothing and poll again at once, spinning on the GIL the task
+        needs. A task that leaves data unsent wakes the loop to send it."""
+        if self.requests and self.total_outbufs_len and not self.will_close:
+            if not self.outbuf_lock.acquire(False):
+                return False
+            self.outbuf_lock.release()
+        return super().writable()
 
 
 class _Server(TcpWSGIServer):
@@ -191,8 +209,10 @@ def make_server(app, settings: Settings):
     servers = [_Server(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
                for info in adj.listen]
     log = access_logger(settings.access_log)
+    streams = Streams(max(1, adj.threads // 2))  # the other half always free for GETs
     for server in servers:
         server.access_log = log
+        server.streams, server.body_timeout = streams, settings.body_timeout
     if len(servers) == 1:
         return servers[0]
     listen = [(s.effective_host, s.effective_port) for s in servers]

@@ -260,8 +260,8 @@ def test_database_killed_while_the_client_uploads(database, fileserver):
         check_outage(fileserver)
         began = time.monotonic()
         conn.send(body[4 * MiB:])
-        # Waitress had buffered the body; only now does the store run, and the
-        # database is away: a proper answer, not a dropped connection.
+        # The store was streaming the body into the database, which is away: a
+        # proper answer (the rest of the body is read and dropped), not a reset.
         answer = _answer(conn, began)
     finally:
         conn.close()

@@ -409,31 +409,50 @@ def over_limit_before_body(server: Server) -> Reply:
         return _read_reply(sock, "PUT")
 
 
-def slow_clients(count: int) -> Callable:
-    """``count`` connections trickling a request head a byte at a time
-    (slowloris) while a normal client must still be answered quickly."""
-    def send(server: Server) -> None:
-        slow = []
-        try:
-            for _ in range(count):
-                sock = server.connect()
-                sock.sendall(b"GET /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-                slow.append(sock)
-            for _ in range(3):
-                for sock in slow:
-                    sock.sendall(b"z")
-                started = time.monotonic()
-                probe = server.request("GET", "/files/keep.txt")
-                elapsed = time.monotonic() - started
-                assert probe.status == 200 and probe.body == KEEP
-                assert elapsed < 3, f"a normal request took {elapsed:.1f} s beside {count} slow ones"
-                time.sleep(0.2)
-            for sock in slow:  # none of them may have been answered: their heads never ended
-                assert not select.select([sock], [], [], 0)[0] or sock.recv(1) == b""
-        finally:
+def _trickling(server: Server, heads: list[bytes], drip: bytes, pause: float, what: str):
+    """A connection per head, each sent ``drip`` now and then, while a normal
+    client must still be answered quickly; none of them may be answered."""
+    slow = []
+    try:
+        for data in heads:
+            sock = server.connect()
+            sock.sendall(data)
+            slow.append(sock)
+        for _ in range(3):
             for sock in slow:
-                sock.close()
-        return None
+                sock.sendall(drip)
+            started = time.monotonic()
+            probe = server.request("GET", "/files/keep.txt")
+            elapsed = time.monotonic() - started
+            assert probe.status == 200 and probe.body == KEEP
+            assert elapsed < 3, f"a normal request took {elapsed:.1f} s beside {len(heads)} {what}"
+            time.sleep(pause)
+        for sock in slow:  # none of them may have been answered
+            assert not select.select([sock], [], [], 0)[0] or sock.recv(1) == b""
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def slow_clients(count: int) -> Callable:
+    """``count`` connections trickling a request head a byte at a time (slowloris)."""
+    def send(server: Server) -> None:
+        _trickling(server, [b"GET /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "] * count,
+                   b"z", 0.2, "slow heads")
+    return send
+
+
+def slow_bodies(count: int) -> Callable:
+    """``count`` chunked uploads sending a byte a second: at most half the
+    worker threads wait for such bodies, so a GET still finds one; closed
+    unfinished, none of them stores anything."""
+    def send(server: Server) -> None:
+        heads = [b"PUT /files/slow-%d.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n" % i for i in range(count)]
+        _trickling(server, heads, chunked([b"z"], end=False), 1, "slow uploads")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "slow-0.bin" not in server.log():
+            time.sleep(0.1)  # the uploads that streamed end (their clients went away)
     return send
 
 
@@ -610,6 +629,7 @@ CASES: list[Case] = [
     # -- slow clients --
     Case("slow-clients-20", slow_clients(20), ()),
     Case("slow-clients-150", slow_clients(150), ()),
+    Case("slow-bodies-20", slow_bodies(20), ()),
 ]
 
 
