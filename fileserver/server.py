@@ -18,13 +18,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
-import logging
 import os
 import re
 import sys
+import threading
 import time
 
-from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.adjustments import Adjustments
@@ -88,18 +87,28 @@ def _quoted(text: str) -> str:
                        text)
 
 
-def access_logger(where: str) -> logging.Logger | None:
+class AccessLog:
+    """Lines written and flushed one at a time, so ``tail -f`` shows each
+    request as it ends. Not the logging module: its records, handlers and
+    locks cost a tenth of a small GET."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def info(self, line: str) -> None:
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+def access_logger(where: str) -> AccessLog | None:
     """``access_log``: ``off``, ``stdout`` or a file's path."""
     if where == "off":
         return None
-    log = logging.getLogger(f"fileserver.access.{where}")
-    log.propagate, log.handlers = False, []
-    handler = (logging.StreamHandler(sys.stdout) if where == "stdout"
-               else logging.FileHandler(where, encoding="utf-8"))
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return log
+    if where == "stdout":
+        return AccessLog(sys.stdout)
+    return AccessLog(open(where, "a", encoding="utf-8"))
 
 
 class _Task(_Logged, WSGITask):

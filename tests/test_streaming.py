@@ -24,7 +24,8 @@ MiB = 1 << 20
 def server(request, tmp_path_factory):
     backend = BACKENDS[request.param](request)
     workdir = tmp_path_factory.mktemp(f"streaming-{request.param}")
-    config = backend.config(workdir).replace("[fileserver]\n", "[fileserver]\nbody_timeout = 2\n", 1)
+    config = backend.config(workdir).replace("[fileserver]\n",
+                                             "[fileserver]\nbody_timeout = 2\n", 1)
     live = start_server(workdir, config)
     live.backend = request.param
     yield live
