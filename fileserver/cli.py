@@ -114,9 +114,9 @@ def _stop(signum, frame):
 def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .auth import NoUsers, no_users_message
-    from .server import limit_malloc_arenas, make_server, server_url
+    from .server import tune_malloc, make_server, server_url
 
-    limit_malloc_arenas()  # before any thread (drivers start theirs in create_app)
+    tune_malloc()  # before any thread (drivers start theirs in create_app)
     settings = _settings(args, **{key: getattr(args, key) for key in
                                   ("host", "port", "max_upload_size", "threads")})
     try:

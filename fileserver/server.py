@@ -36,6 +36,8 @@ from .web import render
 
 #: glibc's mallopt() parameter for the number of malloc arenas.
 M_ARENA_MAX = -8
+#: After a request that moved this much, free memory goes back to the system.
+TRIM_AFTER = 16 * 1024 * 1024
 
 #: Room for multipart framing around the largest allowed file.
 MULTIPART_SLACK = 1024 * 1024
@@ -53,6 +55,7 @@ class _Logged:
             log = getattr(self.channel.server, "access_log", None)
             if log is not None:
                 log.info(access_line(self))
+            trim_after(self)
 
 
 def access_line(task) -> str:
@@ -238,20 +241,35 @@ def server_url(server) -> str:
     return f"http://{host}:{port}/"
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas before threads start; True if done.
+def tune_malloc(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas before threads start, and return freed
+    memory after large requests; True if the arenas were capped.
 
     glibc gives busy threads arenas of their own (up to 8 per core), and
     memory freed in one is rarely returned: with waitress's threads moving
     large buffers through a database driver, the server grew by 274 MiB over
     six 200 MiB GridFS round trips, and by 17 MiB with 2 arenas (README,
-    Benchmarks). An operator's MALLOC_ARENA_MAX wins; other C libraries are
-    left alone.
+    Benchmarks). The buffers of a large transfer (socket reads, database
+    chunks) are freed into the arenas too: ``malloc_trim`` after each
+    request that moved 16 MiB or more returns them. An operator's
+    MALLOC_ARENA_MAX wins; other C libraries are left alone.
     """
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
+    global _malloc_trim
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _malloc_trim = libc.malloc_trim
+        if os.environ.get("MALLOC_ARENA_MAX"):
+            return False
         return bool(libc.mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):  # no glibc (musl, macOS)
         return False
+
+
+_malloc_trim = None
+
+
+def trim_after(task) -> None:
+    """Memory back to the system once a large request is done (see tune_malloc)."""
+    moved = (task.content_bytes_written or 0) + (getattr(task.request, "content_length", 0) or 0)
+    if _malloc_trim is not None and moved >= TRIM_AFTER:
+        _malloc_trim(0)

@@ -308,12 +308,12 @@ def test_missing_driver_names_the_extra_to_install(monkeypatch, name, driver):
 def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch):
     import platform
 
-    from fileserver.server import limit_malloc_arenas
+    from fileserver.server import tune_malloc
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas() is False
+    assert tune_malloc() is False
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+    assert tune_malloc() is (platform.libc_ver()[0] == "glibc")
 
 
 def test_version():
