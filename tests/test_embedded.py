@@ -3,6 +3,7 @@ process per data directory."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -248,3 +249,29 @@ def _complete_upload(data: bytes, content_type: str | None = "application/octet-
     while upload.read(1 << 16):
         pass
     return upload
+
+
+def test_a_failed_early_sync_fails_the_upload(tmp_path, monkeypatch):
+    """Linux reports a failed writeback to one fsync only: an error of the
+    helper's early fdatasync must fail the upload, not vanish with its thread."""
+    from fileserver_embedded import durable
+
+    monkeypatch.setattr(durable.EarlySync, "EVERY", 1024 * 1024)
+    real = os.fdatasync
+    calls = []
+
+    def failing(fd):
+        calls.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    store = EmbeddedStore(tmp_path)
+    try:
+        monkeypatch.setattr(durable.os, "fdatasync", failing)
+        with pytest.raises(OSError, match="Input/output"):
+            store.put("big", io.BytesIO(os.urandom(3 * 1024 * 1024)))
+        assert calls, "no early sync ran"
+        monkeypatch.setattr(durable.os, "fdatasync", real)
+        assert store.list().files == []
+        assert embedded_contents(tmp_path) == {"blobs": 0, "inline": 0, "tmp": 0}
+    finally:
+        store.close()

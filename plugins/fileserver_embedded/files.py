@@ -45,6 +45,7 @@ from fileserver.store import NAME_MAX, FileInfo, Store, StoredFile, Upload, utcn
 
 from .documents import FILE as DOCUMENTS_FILE
 from .documents import LEGACY, SQLiteDocuments
+from .durable import EarlySync, fsync_dir
 
 try:
     import fcntl
@@ -109,14 +110,6 @@ class _Pending:
         self.done = False
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class EmbeddedStore(Store):
     """Files on local disk, indexed by SQLite; safe under waitress's threads."""
 
@@ -168,7 +161,7 @@ class EmbeddedStore(Store):
         clean = marker.exists()
         marker.unlink(missing_ok=True)  # from here on, a crash means unclean
         if self.fsync:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         self._sweep(orphans=not clean)
 
     def _connect(self) -> sqlite3.Connection:
@@ -266,15 +259,17 @@ class EmbeddedStore(Store):
         try:
             with open(part, "wb") as out:
                 out.write(head)
-                for chunk in upload.chunks():
-                    out.write(chunk)
+                with EarlySync(out, self.fsync) as early:
+                    for chunk in upload.chunks():
+                        out.write(chunk)
+                        early.wrote(len(chunk))
                 out.flush()
                 if self.fsync:
                     os.fsync(out.fileno())
             final.parent.mkdir(exist_ok=True)
             os.replace(part, final)
             if self.fsync:
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except BaseException as exc:
             part.unlink(missing_ok=True)
             if isinstance(exc, OSError) and exc.errno in FULL:
