@@ -31,6 +31,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from .config import Settings
 from .store import too_large_message
+from .sending import SendfileChannel, use_sendfile
 from .streaming import StreamingChannel, Streams, answer_closes
 from .web import render
 
@@ -119,6 +120,11 @@ class _Task(_Logged, WSGITask):
         answer_closes(self)
         return super().build_response_header()
 
+    def get_environment(self) -> dict:
+        environ = super().get_environment()
+        use_sendfile(environ)
+        return environ
+
 
 class ErrorPageTask(_Logged, ErrorTask):
     """Waitress's own errors, worded and shaped like the app's."""
@@ -161,7 +167,7 @@ class _Parser(HTTPRequestParser):
                 raise ParsingError(f"The request's {what} is not valid UTF-8.") from None
 
 
-class _Channel(StreamingChannel):
+class _Channel(StreamingChannel, SendfileChannel):
     task_class = _Task
     error_task_class = ErrorPageTask
     parser_class = _Parser

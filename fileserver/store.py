@@ -340,10 +340,15 @@ class StoredFile:
     def is_local_file(self) -> bool:
         """True when the content is an OS file here, where seeking costs nothing."""
         try:
-            self._raw.fileno()
+            self.fileno()
         except (AttributeError, OSError, ValueError):
             return False
         return True
+
+    def fileno(self) -> int:
+        """The OS file's descriptor (positions in it are this file's own):
+        the server sends such a file with ``os.sendfile``."""
+        return self._raw.fileno()
 
     def tell(self) -> int:
         return self._pos

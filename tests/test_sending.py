@@ -1,0 +1,48 @@
+"""Local files are sent with os.sendfile (fileserver/sending.py): whole,
+in ranges, and one after another on a keep-alive connection, byte for byte."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+from urllib.parse import urlsplit
+
+from conftest import start_server
+from fileserver.sending import SendfileBuffer
+
+
+def test_only_files_with_a_descriptor_take_the_kernel_path(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    with open(path, "rb") as f:
+        assert SendfileBuffer(f).fd == f.fileno()
+    buffer = SendfileBuffer(io.BytesIO(b"in memory"))
+    assert buffer.fd is None
+    buffer.prepare()
+    assert buffer.get(4) == b"in m"  # waitress's own path
+
+
+def test_large_local_files_arrive_whole_and_in_ranges(tmp_path):
+    server = start_server(tmp_path, f"[fileserver]\ndata_dir = {tmp_path / 'data'}\n")
+    try:
+        data = os.urandom(24 * 1024 * 1024 + 7)
+        parts = urlsplit(server.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        conn.request("PUT", "/files/big.bin", data)
+        stored = conn.getresponse()
+        assert stored.status == 201, stored.read()
+        stored.read()
+        for first, last in [(None, None), (0, 0), (5, 3 * 1024 * 1024), (len(data) - 10, None),
+                            (None, None)]:
+            headers = {} if first is None else {
+                "Range": f"bytes={first}-{'' if last is None else last}"}
+            conn.request("GET", "/files/big.bin", headers=headers)  # one connection throughout
+            reply = conn.getresponse()
+            body = reply.read()
+            expected = data if first is None else data[first:None if last is None else last + 1]
+            assert reply.status == (200 if first is None else 206)
+            assert body == expected, (first, last, len(body))
+        conn.close()
+    finally:
+        server.stop()
