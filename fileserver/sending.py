@@ -35,12 +35,17 @@ class SendfileBuffer(ReadOnlyFileBasedBuffer):
         return super().get(numbytes, skip)
 
 
+def _sendable(buf) -> bool:
+    """A file buffer with bytes left that the kernel can send."""
+    return isinstance(buf, SendfileBuffer) and buf.fd is not None and buf.remain > 0
+
+
 class SendfileChannel(HTTPChannel):
     def _flush_some(self, do_close: bool = True) -> bool:
         sent = False
         while True:
             head = self.outbufs[0]
-            if isinstance(head, SendfileBuffer) and head.fd is not None and head.remain:
+            if _sendable(head):
                 if not self._sendfile(head, do_close):
                     return sent
                 sent = True
@@ -50,8 +55,7 @@ class SendfileChannel(HTTPChannel):
             if not super()._flush_some(do_close):
                 return sent
             sent = True
-            head = self.outbufs[0]
-            if not (isinstance(head, SendfileBuffer) and head.fd is not None and head.remain):
+            if not _sendable(self.outbufs[0]):
                 return sent
 
     def _sendfile(self, buf: SendfileBuffer, do_close: bool) -> int:

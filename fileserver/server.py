@@ -32,7 +32,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from .config import Settings
 from .store import too_large_message
 from .sending import SendfileChannel, use_sendfile
-from .streaming import StreamingChannel, Streams, answer_closes
+from .streaming import StreamingChannel, answer_closes
 from .web import render
 
 #: glibc's mallopt() parameter for the number of malloc arenas.
@@ -227,7 +227,8 @@ def make_server(app, settings: Settings):
     servers = [_Server(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
                for info in adj.listen]
     log = access_logger(settings.access_log)
-    streams = Streams(max(1, adj.threads // 2))  # the other half always free for GETs
+    # requests that may stream at once: the other half of the threads stays free for GETs
+    streams = threading.BoundedSemaphore(max(1, adj.threads // 2))
     for server in servers:
         server.access_log = log
         server.streams, server.body_timeout = streams, settings.body_timeout

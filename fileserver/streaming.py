@@ -10,7 +10,8 @@ full the channel stops reading the socket, so a fast client waits on TCP
 instead of filling memory.
 
 A streaming request holds a worker thread for as long as its client takes,
-so at most half the threads stream at once (``Streams``); past that, bodies
+so at most half the threads stream at once (the server's ``streams``, a
+semaphore); past that, bodies
 are buffered as before and no thread waits for them. A body that stops
 arriving for ``body_timeout`` seconds fails the upload (408) and nothing is
 stored. An answer given before the body was read to its end (413, 401, 503)
@@ -131,25 +132,6 @@ class BodyPipe:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-class Streams:
-    """How many requests stream at once, at most ``most`` (one per server)."""
-
-    def __init__(self, most: int):
-        self.most, self.now = most, 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.now >= self.most:
-                return False
-            self.now += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self.now -= 1
-
-
 class StreamingChannel(HTTPChannel):
     """A channel that starts a task for a large body's request once its head
     is in (see the module's docstring). ``received`` is waitress's own, with
@@ -171,19 +153,17 @@ class StreamingChannel(HTTPChannel):
     def handle_write(self) -> None:
         if self.pipe is None or not self.close_when_flushed:
             return super().handle_write()
-        # answered before the body ended: send the answer, then linger
-        if self.requests:
-            if self.total_outbufs_len >= self.adj.send_bytes:
-                self._flush_exception(self._flush_some_if_lockable)
+        # answered before the body ended: waitress sends the answer; then linger, not close
+        self.close_when_flushed = False
+        super().handle_write()
+        if self.pipe is None:  # closed meanwhile (handle_close)
+            return
+        if self.total_outbufs_len:
+            self.close_when_flushed = True
         else:
-            self._flush_exception(self._flush_some)
-        if self.will_close:
-            self.handle_close()
-        elif not self.total_outbufs_len:
             self._linger()
 
     def _linger(self) -> None:
-        self.close_when_flushed = False
         self.pipe.close()
         self.pipe = None
         try:
@@ -230,7 +210,7 @@ class StreamingChannel(HTTPChannel):
         body = request.body_rcv
         return (body is not None and request.error is None and not self.requests
                 and (request.chunked or request.content_length > STREAM_AFTER)
-                and self.server.streams.take())
+                and self.server.streams.acquire(blocking=False))
 
     def _stream(self, request) -> None:
         request.pipe = self.pipe = BodyPipe(self.server.pull_trigger, self.server.body_timeout)
@@ -257,7 +237,7 @@ class StreamingChannel(HTTPChannel):
             super().service()
         finally:
             if request.pipe is not None:
-                self.server.streams.give_back()
+                self.server.streams.release()
 
 
 def answer_closes(task) -> None:

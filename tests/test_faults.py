@@ -340,7 +340,7 @@ def test_fileserver_killed_while_it_writes_a_replace(tmp_path):
         conn.putrequest("PUT", "/files/big.bin")
         conn.putheader("Content-Length", str(len(new)))
         conn.endheaders()
-        conn.send(new)  # waitress has it all; now the store copies it into tmp/
+        conn.send(new)  # all of it: the store writes it into tmp/ as it streams in
         deadline = time.monotonic() + 30
         while not any(p.stat().st_size > MiB for p in (data / "tmp").glob("*.part")):
             assert time.monotonic() < deadline, "the replace never started writing"

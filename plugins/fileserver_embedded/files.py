@@ -28,6 +28,7 @@ only after its own commit, as with ``fsync = true`` alone.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -312,10 +313,24 @@ class EmbeddedStore(Store):
                                                    "nothing was stored.")
                 job.done = True
 
-    def _transaction(self, batch: list[_Pending]) -> None:
-        now, results, unlink = utcnow(), [], []
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write transaction on the writer's connection (its lock held). It
+        yields a list for the blob files it frees, unlinked once committed."""
+        unlink: list[str] = []
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            yield unlink
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        for blob in unlink:
+            _unlink(self._blob_path(blob))
+
+    def _transaction(self, batch: list[_Pending]) -> None:
+        now, results = utcnow(), []
+        with self._writing() as unlink:
             for job in batch:
                 row = self._db.execute("SELECT blob, created FROM files WHERE name = ?",
                                        (job.name,)).fetchone()
@@ -334,14 +349,8 @@ class EmbeddedStore(Store):
                 if row:
                     self._drop(row[0], unlink)
                 results.append((info, row is None))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         for job, result in zip(batch, results):
             job.result = result
-        for blob in unlink:
-            _unlink(self._blob_path(blob))
 
     def _drop(self, blob: str, unlink: list[str]) -> None:
         """Inside a transaction: delete an inline content, or note a blob file
@@ -394,23 +403,13 @@ class EmbeddedStore(Store):
         return _row_to_info(self._row(name)[1:])
 
     def _delete(self, name: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT blob FROM files WHERE name = ?",
-                                       (name,)).fetchone()
-                unlink: list[str] = []
-                if row is not None:
-                    self._db.execute("DELETE FROM files WHERE name = ?", (name,))
-                    self._drop(row[0], unlink)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        if row is None:
+        with self._lock, self._writing() as unlink:
+            rows = self._db.execute("DELETE FROM files WHERE name = ? RETURNING blob",
+                                    (name,)).fetchall()
+            for (blob,) in rows:
+                self._drop(blob, unlink)
+        if not rows:
             raise FileNotFound(f"No file named {name!r}.")
-        for blob in unlink:
-            _unlink(self._blob_path(blob))
 
     def _list(self, prefix: str, after: str | None, limit: int) -> list[FileInfo]:
         # The base class guarantees after >= prefix when given.
