@@ -1,4 +1,6 @@
-"""A local file's bytes go from the page cache to the socket with
+"""Response bytes reach the socket with as few copies as possible.
+
+A local file's bytes go from the page cache to the socket with
 ``os.sendfile``, not through Python.
 
 Waitress sends a ``wsgi.file_wrapper`` body by reading a piece into Python,
@@ -6,7 +8,11 @@ sending it, seeking back over what the socket did not take, and reading
 again. ``SendfileBuffer`` is that wrapper for files with a descriptor; the
 channel (``SendfileChannel``) hands such a buffer to the kernel, from the
 file's position, as much as the socket takes at a time. Others (a database
-backend's reader) keep waitress's path.
+backend's reader) keep waitress's path, but their pieces are not copied:
+waitress appends every piece written to an in-memory file and reads it
+back out to send it (two copies of each byte, most of a GridFS or CouchDB
+download's time), so the channel queues a large piece as it is
+(``BytesBuffer``) and sends from it.
 """
 
 from __future__ import annotations
@@ -35,12 +41,48 @@ class SendfileBuffer(ReadOnlyFileBasedBuffer):
         return super().get(numbytes, skip)
 
 
+#: Pieces this large are queued as they are; smaller ones join waitress's
+#: buffer, so a small answer goes out with its headers in one send.
+QUEUE_AS_IS = 64 * 1024
+
+
+class BytesBuffer(ReadOnlyFileBasedBuffer):
+    """One bytes object as a channel output buffer, sent from where it is.
+    Waitress queues a file-wrapper buffer on its own, which is what this
+    needs (it is never appended to)."""
+
+    def __init__(self, data: bytes):
+        self._view = memoryview(data)
+        self.remain = len(data)
+
+    def get(self, numbytes: int = -1, skip: bool = False) -> memoryview:
+        start = len(self._view) - self.remain
+        end = len(self._view) if numbytes < 0 else start + numbytes
+        if skip:
+            self.remain -= min(end, len(self._view)) - start
+        return self._view[start:end]
+
+    def skip(self, numbytes: int, allow_prune: int = 0) -> None:
+        if numbytes > self.remain:
+            raise ValueError(f"can't skip {numbytes} bytes of {self.remain}")
+        self.remain -= numbytes
+
+    def close(self) -> None:
+        self._view = memoryview(b"")
+        self.remain = 0
+
+
 def _sendable(buf) -> bool:
     """A file buffer with bytes left that the kernel can send."""
     return isinstance(buf, SendfileBuffer) and buf.fd is not None and buf.remain > 0
 
 
 class SendfileChannel(HTTPChannel):
+    def write_soon(self, data) -> int:
+        if type(data) is bytes and len(data) >= QUEUE_AS_IS:
+            data = BytesBuffer(data)
+        return super().write_soon(data)
+
     def _flush_some(self, do_close: bool = True) -> bool:
         sent = False
         while True:

@@ -208,9 +208,11 @@ def make_server(app, settings: Settings):
                       # Read uploads from the socket in large pieces: with the
                       # 8 KiB default, receiving is a Python loop per 8 KiB.
                       recv_bytes=256 * 1024,
-                      # Keep up to 16 MiB of a response in memory (default 1 MiB)
-                      # before spilling to a temporary file: streamed downloads
-                      # otherwise write every piece to disk and read it back.
+                      # A task streaming a response waits while 4 MiB of it are
+                      # unsent (default 16 MiB: a GridFS download then grew the
+                      # server by 78 MiB, now 38); that much stays in memory
+                      # (default 1 MiB) instead of spilling to a temporary file.
+                      outbuf_high_watermark=4 * 1024 * 1024,
                       outbuf_overflow=16 * 1024 * 1024,
                       # Waitress stops accepting at 100 open connections (its
                       # default), so 100 slow or idle clients shut everyone out;

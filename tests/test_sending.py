@@ -9,7 +9,7 @@ import os
 from urllib.parse import urlsplit
 
 from conftest import start_server
-from fileserver.sending import SendfileBuffer
+from fileserver.sending import QUEUE_AS_IS, BytesBuffer, SendfileBuffer
 
 
 def test_only_files_with_a_descriptor_take_the_kernel_path(tmp_path):
@@ -21,6 +21,24 @@ def test_only_files_with_a_descriptor_take_the_kernel_path(tmp_path):
     assert buffer.fd is None
     buffer.prepare()
     assert buffer.get(4) == b"in m"  # waitress's own path
+
+
+def test_a_queued_piece_is_sent_from_where_it_is():
+    data = bytes(range(256)) * (QUEUE_AS_IS // 256)
+    buffer = BytesBuffer(data)
+    assert len(buffer) == len(data)
+    assert buffer.get(10) == data[:10] and len(buffer) == len(data)  # a peek
+    buffer.skip(10, True)
+    assert buffer.get(5, skip=True) == data[10:15]
+    assert buffer.get() == data[15:] and len(buffer) == len(data) - 15
+    buffer.skip(len(data) - 15)
+    assert len(buffer) == 0 and buffer.get() == b""
+    try:
+        buffer.skip(1)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("skipped past the end")
 
 
 def test_large_local_files_arrive_whole_and_in_ranges(tmp_path):
