@@ -53,7 +53,7 @@ class _Logged:
         try:
             super().service()
         finally:
-            log = getattr(self.channel.server, "access_log", None)
+            log = self.channel.server.access_log
             if log is not None:
                 log.info(access_line(self))
             trim_after(self)
@@ -92,18 +92,29 @@ def _quoted(text: str) -> str:
 
 
 class AccessLog:
-    """Lines written and flushed one at a time, so ``tail -f`` shows each
-    request as it ends. Not the logging module: its records, handlers and
-    locks cost a tenth of a small GET."""
+    """Lines collected from the tasks and written by waitress's loop, once a
+    turn: the loop wakes after every request, so ``tail -f`` still shows
+    each one as it ends. Not the logging module (its records, handlers and
+    locks cost a tenth of a small GET), and not a write per task: a task
+    that writes gives up the GIL and waits to get it back from the others,
+    11% of 4 KiB GETs per second in an A/B run."""
 
     def __init__(self, stream):
         self._stream = stream
         self._lock = threading.Lock()
+        self._lines: list[str] = []
 
     def info(self, line: str) -> None:
         with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            self._lines.append(line + "\n")
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        with self._lock:
+            lines, self._lines = self._lines, []
+        self._stream.write("".join(lines))
+        self._stream.flush()
 
 
 def access_logger(where: str) -> AccessLog | None:
@@ -186,6 +197,18 @@ class _Channel(StreamingChannel, SendfileChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
+    access_log: AccessLog | None = None
+
+    def readable(self) -> bool:
+        """Asked once each turn of the loop: the turn's log lines go out."""
+        if self.access_log is not None:
+            self.access_log.flush()
+        return super().readable()
+
+    def close(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
+        super().close()
 
 
 def connection_limit(most: int = 1000) -> int:
