@@ -95,6 +95,13 @@ def sha256_of(path: Path, start: int = 0, length: int | None = None) -> str:
     return digest.hexdigest()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_times() -> list[int]:
     """The aggregate CPU line of /proc/stat: user nice system idle iowait irq softirq steal."""
     with open("/proc/stat") as stat:
@@ -133,6 +140,10 @@ class Server:
                 if key in ("VmRSS", "VmHWM"):
                     values[key] = int(rest.split()[0]) * 1024
         return values
+
+    def cpu(self) -> float:
+        """The server process's CPU seconds so far (user + system)."""
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -327,7 +338,16 @@ def transfer_tests(servers: list[Server], work: Path, opts) -> dict:
     big_sha = random_file(big, size)
     small_sha = random_file(small, 4096)
     timeout = max(120, opts.big_mib)  # generous: about 1 MiB/s at worst
-    results: dict = {s.label: {"download": [], "upload": [], "wrk": []} for s in servers}
+    results: dict = {s.label: {"download": [], "upload": [], "wrk": [], "cpu": {}}
+                     for s in servers}
+
+    def timed(server: Server, test: str, run):
+        """``run()``'s result; the server's CPU seconds during it add up per test."""
+        cpu = server.cpu()
+        value = run()
+        spent = results[server.label]["cpu"]
+        spent[test] = spent.get(test, 0.0) + server.cpu() - cpu
+        return value
 
     for server in servers:  # the files to read back, verified (also warms the servers up)
         upload(server, big, "big.bin", big_sha, timeout, work)
@@ -336,15 +356,17 @@ def transfer_tests(servers: list[Server], work: Path, opts) -> dict:
         download(server, "small.bin", small_sha, 4096, timeout, work)
 
     for i, server in alternating(servers, opts.rounds):  # to /dev/null, size checked
-        seconds = download(server, "big.bin", None, size, timeout, work)
+        seconds = timed(server, "download",
+                        lambda: download(server, "big.bin", None, size, timeout, work))
         log(f"download {i + 1}/{opts.rounds} {server.label}: {seconds:.2f} s")
         results[server.label]["download"].append(seconds)
     for i, server in alternating(servers, opts.rounds):
-        seconds = upload(server, big, f"upload-{i}.bin", big_sha, timeout, work)
+        seconds = timed(server, "upload",
+                        lambda: upload(server, big, f"upload-{i}.bin", big_sha, timeout, work))
         log(f"upload {i + 1}/{opts.rounds} {server.label}: {seconds:.2f} s")
         results[server.label]["upload"].append(seconds)
     for i, server in alternating(servers, opts.rounds):
-        rate = wrk(server.url("small.bin"), opts.wrk_seconds)
+        rate = timed(server, "wrk", lambda: wrk(server.url("small.bin"), opts.wrk_seconds))
         log(f"wrk {i + 1}/{opts.rounds} {server.label}: {rate:.0f} req/s")
         results[server.label]["wrk"].append(rate)
     return results
@@ -419,6 +441,12 @@ def report(transfers: dict, huge: dict, flags: dict, opts) -> str:
     def mib_s(speeds: dict) -> dict:
         return {k: f"{v:.0f} MiB/s ({mib / v:.2f} s)" for k, v in speeds.items()}
 
+    def cpu(test: str, per: float) -> dict:
+        """Server CPU seconds of ``test``, per ``per`` units of what it moved."""
+        return {k: f"{transfers[k]['cpu'][test] / per:.2f} s" for k in labels}
+
+    gib = mib * opts.rounds / 1024
+    thousand_gets = {k: sum(transfers[k]["wrk"]) * opts.wrk_seconds / 1000 for k in labels}
     moved = opts.huge_mib
     mem = {k: f"+{(v['peak'] - v['before']) / MiB:.1f} MiB ({v['before'] / MiB:.1f} → "
               f"{v['peak'] / MiB:.1f})" for k, v in huge.items()}
@@ -432,6 +460,10 @@ def report(transfers: dict, huge: dict, flags: dict, opts) -> str:
         row(f"Upload {mib} MiB (PUT), curl, median of {opts.rounds}", mib_s(up), up),
         row(f"4 KiB GET, wrk -t2 -c16 -d{opts.wrk_seconds}s, median of {opts.rounds}",
             {k: f"{v:,.0f} req/s" for k, v in gets.items()}, gets),
+        row("Server CPU per GiB downloaded (user + system)", cpu("download", gib)),
+        row("Server CPU per GiB uploaded", cpu("upload", gib)),
+        row("Server CPU per 1000 4 KiB GETs",
+            {k: f"{transfers[k]['cpu']['wrk'] / thousand_gets[k]:.2f} s" for k in labels}),
         row(f"Server RSS growth moving {moved} MiB (up + down): peak − before; lower is better",
             mem),
         row(f"1 MiB Range at end / at start of {moved} MiB file, median of {opts.range_runs}; "

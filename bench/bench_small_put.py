@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http import RATIOS, STARTERS, TITLES  # noqa: E402  (the same servers, started alike)
+from bench_http import RATIOS, STARTERS, TITLES, cpu_seconds  # noqa: E402  (the same servers, started alike)
 
 BODY = os.urandom(4096)
 
@@ -59,12 +59,6 @@ def _process(base: str, tag: str, seconds: float, threads: int, out) -> None:
     for w in workers:
         w.join()
     out.put((sum(counts), errors))
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(server, tag: str, seconds: float, processes: int = 2, threads: int = 4):
