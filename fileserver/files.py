@@ -29,7 +29,7 @@ from .web import (check_public, describe, file_url, folder_of, json_response, re
 NO_OPINION_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
 
-def _client_type(value: str | None) -> str | None:
+def client_type(value: str | None) -> str | None:
     value = (value or "").strip()
     return None if value.split(";")[0].strip().lower() in NO_OPINION_TYPES else value
 
@@ -106,7 +106,7 @@ def _put_beside(store: Store, name: str, source, **options):
 
 
 def put_file(name: str, store: Store):
-    content_type = _client_type(request.get_header("Content-Type"))
+    content_type = client_type(request.get_header("Content-Type"))
     info, created = put_owned(store, check_public(name, change=True), body_stream(),
                               length=body_length(), content_type=content_type)
     headers = {"Location": file_url(info.name)} if created else {}
@@ -143,7 +143,7 @@ def post_files(store: Store, path: str = ""):
             if not filename:
                 continue  # a form's empty file input
             info, _ = put_owned(store, folder + filename, part, exists=fields.get("exists"),
-                                content_type=_client_type(segment.content_type))
+                                content_type=client_type(segment.content_type))
             stored.append(info)
         if fields.get("url"):
             stored.append(import_url(store, fields["url"], folder=folder, name=fields.get("name"),

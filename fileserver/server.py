@@ -127,9 +127,23 @@ def access_logger(where: str) -> AccessLog | None:
 
 
 class _Task(_Logged, WSGITask):
+    _bodiless = False  # a 204 or 304 on a connection that stays open
+
     def build_response_header(self) -> bytes:
         answer_closes(self)
-        return super().build_response_header()
+        # Waitress closes the connection after any HTTP/1.1 answer without a
+        # Content-Length, 204 and 304 included, which have no body to delimit:
+        # every DELETE, tus PATCH and revalidation would cost a new connection.
+        self._bodiless = (self.version == "1.1" and self.status[:3] in ("204", "304")
+                          and self.request.headers.get("CONNECTION", "").lower() != "close")
+        try:
+            return super().build_response_header()
+        finally:
+            self._bodiless = False
+
+    def set_close_on_finish(self) -> None:
+        if not self._bodiless:
+            super().set_close_on_finish()
 
     def get_environment(self) -> dict:
         environ = super().get_environment()
@@ -226,21 +240,21 @@ def make_server(app, settings: Settings):
     """A waitress server for ``app`` (not yet running); call ``.run()``."""
     limit = settings.max_upload_size
     options = dict(host=settings.host, port=settings.port, threads=settings.threads,
-                      max_request_body_size=UNLIMITED if limit is None else limit + MULTIPART_SLACK,
-                      ident="fileserver", clear_untrusted_proxy_headers=True,
-                      # Read uploads from the socket in large pieces: with the
-                      # 8 KiB default, receiving is a Python loop per 8 KiB.
-                      recv_bytes=256 * 1024,
-                      # A task streaming a response waits while 4 MiB of it are
-                      # unsent (default 16 MiB: a GridFS download then grew the
-                      # server by 78 MiB, now 38); that much stays in memory
-                      # (default 1 MiB) instead of spilling to a temporary file.
-                      outbuf_high_watermark=4 * 1024 * 1024,
-                      outbuf_overflow=16 * 1024 * 1024,
-                      # Waitress stops accepting at 100 open connections (its
-                      # default), so 100 slow or idle clients shut everyone out;
-                      # poll() because select() fails past 1024 descriptors.
-                      connection_limit=connection_limit(), asyncore_use_poll=True)
+                   max_request_body_size=UNLIMITED if limit is None else limit + MULTIPART_SLACK,
+                   ident="fileserver", clear_untrusted_proxy_headers=True,
+                   # Read uploads from the socket in large pieces: with the
+                   # 8 KiB default, receiving is a Python loop per 8 KiB.
+                   recv_bytes=256 * 1024,
+                   # A task streaming a response waits while 4 MiB of it are
+                   # unsent (default 16 MiB: a GridFS download then grew the
+                   # server by 78 MiB, now 38); that much stays in memory
+                   # (default 1 MiB) instead of spilling to a temporary file.
+                   outbuf_high_watermark=4 * 1024 * 1024,
+                   outbuf_overflow=16 * 1024 * 1024,
+                   # Waitress stops accepting at 100 open connections (its
+                   # default), so 100 slow or idle clients shut everyone out;
+                   # poll() because select() fails past 1024 descriptors.
+                   connection_limit=connection_limit(), asyncore_use_poll=True)
     if settings.trusted_proxy:  # behind a reverse proxy: client address and scheme from it
         options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
                        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto",

@@ -9,11 +9,13 @@ it repeats the same requests; its JSON report is what the test reads.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+HERE = Path(__file__).resolve().parent  # schemathesis_hooks.py
 SEED = 20261122
 MAX_EXAMPLES = 40
 
@@ -54,7 +56,10 @@ def test_no_server_errors_and_no_answers_outside_the_document(live_server, tmp_p
         "--suppress-health-check", "filter_too_much",
         "--report", "json", "--report-dir", str(report_dir),
     ]
-    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=900)
     output = (run.stdout + run.stderr)[-20000:]
     reports = sorted(report_dir.glob("*.json"))
     assert reports, f"schemathesis wrote no report (exit {run.returncode}):\n{output}"

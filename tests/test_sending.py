@@ -64,3 +64,34 @@ def test_large_local_files_arrive_whole_and_in_ranges(tmp_path):
         conn.close()
     finally:
         server.stop()
+
+
+def test_answers_without_a_body_keep_the_connection(tmp_path):
+    """204 and 304 have no body to delimit: waitress alone closed the
+    connection after them (every DELETE, tus PATCH and revalidation)."""
+    server = start_server(tmp_path, f"[fileserver]\ndata_dir = {tmp_path / 'data'}\n")
+    try:
+        parts = urlsplit(server.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("PUT", "/files/a.txt", b"abc")
+        reply = conn.getresponse()
+        reply.read()
+        conn.request("GET", "/files/a.txt")
+        reply = conn.getresponse()
+        reply.read()
+        etag = reply.getheader("ETag")
+        sock = conn.sock
+        for method, headers, status in [("GET", {"If-None-Match": etag}, 304),
+                                        ("DELETE", {}, 204), ("GET", {}, 404),
+                                        ("DELETE", {"Connection": "close"}, 404)]:
+            conn.request(method, "/files/a.txt", headers=headers)
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status == status
+            if headers.get("Connection") == "close":  # asked for: closed
+                assert reply.getheader("Connection") == "close" and conn.sock is None
+            else:
+                assert conn.sock is sock and reply.getheader("Connection") is None, status
+        conn.close()
+    finally:
+        server.stop()
