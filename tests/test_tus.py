@@ -8,15 +8,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
 
 from conftest import start_server
+from fileserver_tus.parts import COLLECTION, PARTS, Parts, Resumable, new_id, part_folder
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PART = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -124,6 +127,26 @@ def test_the_protocol_answers(live_server):
     assert status == 200 and body == b""
 
 
+def test_a_part_cut_off_keeps_what_was_stored(live_server):
+    url, data = live_server.url, os.urandom(3 * MiB)
+    path = create(url, len(data), filename="cut.bin")
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as raw:
+        raw.sendall(f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                    "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n".encode())
+        raw.sendall(data[:2 * MiB])  # and the client goes away
+        time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while (offset := offset_of(url, path)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert 0 < offset <= 2 * MiB
+    status, headers, _ = request(url, "PATCH", path, data[offset:],
+                                 {**PART, "Upload-Offset": str(offset)})
+    assert status == 204 and headers["upload-offset"] == str(len(data))
+    assert request(url, "GET", "/files/cut.bin")[2] == data
+
+
 CLIENT = """
 import sys
 from tusclient import client
@@ -185,3 +208,18 @@ def test_tuspy_killed_and_resumed_through_a_restarted_server(backend, tmp_path):
     finally:
         server.stop()
     assert "Traceback" not in server.output(), server.output()[-3000:]
+
+
+def test_an_unfinished_upload_expires_and_leaves_nothing(store):
+    documents = store.documents()
+    documents.declare(COLLECTION)
+    parts = Parts(store, documents, expiration=-1)  # expired as soon as it is made
+    upload = parts.create(Resumable(id=new_id(), length=10, name="x.bin", owner=None,
+                                    metadata="", content_type=None, exists=None))
+    upload = parts.append(upload, io.BytesIO(b"abc"), None, finish=lambda whole: None)
+    assert upload.offset == 3 and upload.expired
+    store.put(part_folder(new_id()) + "0-stray", io.BytesIO(b"zz"))  # no upload names it
+    assert len(store.list(PARTS, limit=100).files) == 2
+    assert parts.sweep() == 1
+    assert store.list(PARTS, limit=100).files == [] and parts.get(upload.id) is None
+    assert not store.exists("x.bin")
