@@ -55,6 +55,11 @@ def _next_url(listing: Listing, **query: str) -> str | None:
     return request.path + "?" + urlencode({**query, "after": listing.next_after})
 
 
+#: Where a feature plugin offering resumable uploads (fileserver_tus) tells the
+#: listing's page about them: {"endpoint": URL, "chunk_size": bytes}.
+RESUMABLE = "fileserver.resumable"
+
+
 def list_files(store: Store, path: str = ""):
     folder = folder_of(path)
     check_public(folder)
@@ -77,7 +82,8 @@ def list_files(store: Store, path: str = ""):
                       sort=sort, order=order, next_url=next_url,
                       file_url=file_url, format_size=format_size,
                       prefix=query.getunicode("prefix", default=""),
-                      url_import=request.app.config["fileserver.settings"].url_import)
+                      url_import=request.app.config["fileserver.settings"].url_import,
+                      resumable=request.app.config.get(RESUMABLE))
     elif fmt == "text":  # like ls: names relative to the folder, folders ending in /
         body = "".join(n[len(folder):] + "\n" for n in
                        listing.folders + [i.name for i in listing.files])

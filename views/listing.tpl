@@ -19,7 +19,13 @@
 </nav>
 
 %# _csrf stays the first field: the server checks it before the files stream in.
-<form id="upload" method="post" action="{{here}}" enctype="multipart/form-data">
+% resumable = get('resumable')
+%# with JavaScript, files over one chunk go through the resumable endpoint (tus)
+<form id="upload" method="post" action="{{here}}" enctype="multipart/form-data"\\
+% if resumable:
+ data-resumable="{{resumable['endpoint']}}" data-chunk-size="{{resumable['chunk_size']}}"\\
+% end
+>
   <input type="hidden" name="_csrf" value="{{get('csrf') or ''}}">
   <fieldset class="exists"><legend>If a name exists:</legend>
     <label><input type="radio" name="exists" value="keep" checked> keep both</label>
@@ -101,4 +107,7 @@
 <p><a class="next" href="{{next_url}}">Next page →</a></p>
 % end
 </div>
+% if resumable:
+<script src="/static/tus.min.js"></script>
+% end
 <script src="/static/upload.js"></script>

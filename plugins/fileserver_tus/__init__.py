@@ -35,7 +35,8 @@ from fileserver.errors import (BadRequest, Conflict, Error, FileNotFound, NotFou
                                UnsupportedMediaType)
 from fileserver.features import Context, Feature
 from fileserver.files import client_type, put_owned
-from fileserver.options import Option, seconds
+from fileserver.listing import RESUMABLE
+from fileserver.options import Option, seconds, size
 from fileserver.store import Store, too_large_message, validate_name
 from fileserver.web import check_public, describe, json_response, site_url
 
@@ -242,17 +243,28 @@ def delete_upload(ctx: Context, upload_id: str):
     return ""
 
 
+def chunk_size(value: str) -> int:
+    number = size(value)
+    if number is None or not 64 * 1024 <= number <= 1024**3:
+        raise ValueError(f"{value!r} is not a part size between 64K and 1G")
+    return number
+
+
 class Tus(Feature):
     name = "tus"
     collections = (CollectionSpec(COLLECTION),)
     options = {
         "expiration": Option(seconds(60, 30 * 86400), 86400.0,
                              "seconds an unfinished upload is kept after its last part"),
+        "chunk_size": Option(chunk_size, 16 * 1024 * 1024,
+                             "the upload page's part size, and files larger than one part go "
+                             "through tus (below a proxy's request limit)"),
     }
 
     def routes(self, app: Bottle, ctx: Context) -> None:
         ctx.state["parts"] = Parts(ctx.store, ctx.documents, ctx.options["expiration"])
         app.add_hook("after_request", tus_headers)
+        app.config[RESUMABLE] = {"endpoint": "/uploads/", "chunk_size": ctx.options["chunk_size"]}
         for path, method, callback in [
                 ("/uploads/", "OPTIONS", options_uploads), ("/uploads/", "POST", post_upload),
                 ("/uploads/<upload_id>", "OPTIONS", options_uploads),

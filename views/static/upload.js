@@ -1,5 +1,8 @@
 // Progressive enhancement of the listing page. Uploads go one PUT per file with
-// a progress bar each, after asking what to do with names that exist; Delete
+// a progress bar each, after asking what to do with names that exist; a file
+// larger than one part goes through the server's resumable endpoint (tus, with
+// tus-js-client) in parts, retried when the network drops, and picked up where
+// it stopped when the same file is chosen again after a reload. Delete
 // asks with confirm() and removes the row. When uploads end, only the table is
 // fetched again, so the progress list stays. Without JavaScript the forms do
 // the same through the server (multipart POST, a confirmation page to delete).
@@ -9,6 +12,8 @@
   if (!form || !window.XMLHttpRequest || !window.fetch) return;
   var folderUrl = form.getAttribute("action");
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var resumable = window.tus && window.tus.isSupported && form.dataset.resumable;
+  var chunkSize = Number(form.dataset.chunkSize) || Infinity;
   var choice = form.querySelector("fieldset.exists");
   if (choice) choice.hidden = true;  // asked per file instead
 
@@ -108,9 +113,51 @@
     });
   }
 
-  function send(file, item, keep) {
+  function finished(item, name, stored, ok, why) {
+    item.className = ok ? "done" : "failed";
+    if (ok) item.querySelector("progress").value = 100;
+    item.querySelector(".label").textContent = " " + name + " — " + (ok ? "done" +
+      (stored && stored !== name ? ", stored as " + stored : "") : why);
+    return ok;
+  }
+
+  function sendResumable(file, item, keep) {
     var bar = item.querySelector("progress");
-    var label = item.querySelector(".label");
+    var folder = decodeURIComponent(folderUrl.replace(/^\/files\/?/, ""));
+    return new Promise(function (resolve) {
+      var upload = new window.tus.Upload(file, {
+        endpoint: resumable,
+        chunkSize: chunkSize,
+        retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000],
+        removeFingerprintOnSuccess: true,
+        metadata: {filename: file.name, folder: folder, filetype: file.type,
+                   exists: keep ? "keep" : "replace"},
+        headers: csrfMeta ? {"X-CSRF-Token": csrfMeta.content} : {},
+        onProgress: function (sent, total) { bar.value = Math.round((100 * sent) / total); },
+        onSuccess: function (payload) {
+          var where = payload && payload.lastResponse &&
+            payload.lastResponse.getHeader("Content-Location");
+          var stored = where && decodeURIComponent(where.split("/").pop());
+          resolve(finished(item, file.name, stored, true));
+        },
+        onError: function (error) {
+          var answer = error.originalResponse;
+          resolve(finished(item, file.name, null, false, answer
+            ? errorOf(answer.getStatus(), answer.getBody(), "HTTP " + answer.getStatus())
+            : "connection failed"));
+        }
+      });
+      // the same file chosen again (after a reload, say) goes on where it stopped
+      upload.findPreviousUploads().then(function (previous) {
+        if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+        upload.start();
+      });
+    });
+  }
+
+  function send(file, item, keep) {
+    if (resumable && file.size > chunkSize) return sendResumable(file, item, keep);
+    var bar = item.querySelector("progress");
     return new Promise(function (resolve) {
       var xhr = new XMLHttpRequest();
       // keep: the server picks the free "name (n).ext" as it stores
@@ -123,24 +170,10 @@
       };
       xhr.onload = function () {
         var ok = xhr.status === 200 || xhr.status === 201;
-        if (ok) {
-          var stored = JSON.parse(xhr.responseText).name.split("/").pop();
-          bar.value = 100;
-          item.className = "done";
-          label.textContent = " " + file.name + " — done" +
-            (stored !== file.name ? ", stored as " + stored : "");
-        } else {
-          item.className = "failed";
-          label.textContent = " " + file.name + " — " +
-            errorOf(xhr.status, xhr.responseText, xhr.statusText);
-        }
-        resolve(ok);
+        resolve(finished(item, file.name, ok && JSON.parse(xhr.responseText).name.split("/").pop(),
+                         ok, errorOf(xhr.status, xhr.responseText, xhr.statusText)));
       };
-      xhr.onerror = function () {
-        item.className = "failed";
-        label.textContent = " " + file.name + " — connection failed";
-        resolve(false);
-      };
+      xhr.onerror = function () { resolve(finished(item, file.name, null, false, "connection failed")); };
       xhr.send(file);
     });
   }
