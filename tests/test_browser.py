@@ -140,7 +140,7 @@ def test_upload_list_download_folders_delete(live_server, browser, tmp_path):
     data = os.urandom(3 * 1024 * 1024 + 17)
     src = tmp_path / "photo one.bin"
     src.write_bytes(data)
-    page.set_input_files("#upload input[type=file]", str(src))
+    page.set_input_files("#upload input[name=file]", str(src))
     with page.expect_request(lambda r: r.method == "PUT") as put_request:
         page.click("#upload button[type=submit]")
     assert put_request.value.url == base + "files/photo%20one.bin"
@@ -183,7 +183,7 @@ def test_upload_list_download_folders_delete(live_server, browser, tmp_path):
     # upload into this folder through the page
     note = tmp_path / "note.txt"
     note.write_bytes(b"a note in a folder\n")
-    page.set_input_files("#upload input[type=file]", str(note))
+    page.set_input_files("#upload input[name=file]", str(note))
     page.click("#upload button[type=submit]")
     expect(file_row(page, "docs/inner/note.txt")).to_be_visible()
     expect_size(page, "docs/inner/note.txt", note.stat().st_size)
@@ -217,7 +217,7 @@ def test_upload_and_delete_without_javascript(live_server, browser, tmp_path):
     first, second = tmp_path / "first.txt", tmp_path / "second.bin"
     first.write_bytes(b"plain form upload\n")
     second.write_bytes(os.urandom(200_000))
-    page.set_input_files("#upload input[type=file]", [str(first), str(second)])
+    page.set_input_files("#upload input[name=file]", [str(first), str(second)])
     with page.expect_navigation() as nav:
         page.click("#upload button[type=submit]")
     response = nav.value
@@ -234,7 +234,7 @@ def test_upload_and_delete_without_javascript(live_server, browser, tmp_path):
     # into a folder, still without JavaScript
     put(base + "files/sub/existing.txt", b"x")
     page.goto(base + "files/sub/")
-    page.set_input_files("#upload input[type=file]", str(first))
+    page.set_input_files("#upload input[name=file]", str(first))
     with page.expect_navigation():
         page.click("#upload button[type=submit]")
     assert page.url == base + "files/sub/"
@@ -294,7 +294,7 @@ def test_upload_over_the_limit_shows_the_error(limited_server, browser, tmp_path
     page.goto(base + "files/")
     big = tmp_path / "too-big.bin"
     big.write_bytes(os.urandom(5 * 1024 * 1024))
-    page.set_input_files("#upload input[type=file]", str(big))
+    page.set_input_files("#upload input[name=file]", str(big))
     page.click("#upload button[type=submit]")
     item = page.locator("#progress li.failed")
     expect(item).to_contain_text("too-big.bin")
@@ -310,7 +310,7 @@ def test_upload_over_the_limit_shows_the_error(limited_server, browser, tmp_path
 def _form_upload_without_javascript(server, browser, path: Path):
     page, watch = new_page(browser, java_script_enabled=False)
     page.goto(server.url + "files/")
-    page.set_input_files("#upload input[type=file]", str(path))
+    page.set_input_files("#upload input[name=file]", str(path))
     with page.expect_navigation() as nav:
         page.click("#upload button[type=submit]")
     return page, nav.value
@@ -414,7 +414,7 @@ def test_login_upload_with_csrf_delete_logout(backend, browser, tmp_path):
 
         src = tmp_path / "erins.txt"
         src.write_bytes(b"erin's file\n")
-        page.set_input_files("#upload input[type=file]", str(src))
+        page.set_input_files("#upload input[name=file]", str(src))
         with page.expect_request(lambda r: r.method == "PUT") as put_request:
             page.click("#upload button[type=submit]")
         assert put_request.value.headers.get("x-csrf-token")
@@ -506,7 +506,7 @@ def test_javascript_upload_onto_a_taken_name(live_server, browser, tmp_path):
     photo, fresh = tmp_path / "photo.jpg", tmp_path / "fresh.txt"
     photo.write_bytes(b"the new photo, twice as long")
     fresh.write_bytes(b"a name nobody has\n")
-    page.set_input_files("#upload input[type=file]", [str(photo), str(fresh)])
+    page.set_input_files("#upload input[name=file]", [str(photo), str(fresh)])
     page.click("#upload button[type=submit]")
     conflict = page.locator('#progress li.conflict[data-name="photo.jpg"]')
     expect(conflict).to_contain_text("photo.jpg exists:")
@@ -529,13 +529,13 @@ def test_javascript_upload_onto_a_taken_name(live_server, browser, tmp_path):
 
     # again: replace this time; the last batch's items make way
     photo.write_bytes(b"newest")
-    page.set_input_files("#upload input[type=file]", str(photo))
+    page.set_input_files("#upload input[name=file]", str(photo))
     page.click("#upload button[type=submit]")
     page.locator("#progress li.conflict").get_by_role("button", name="Replace").click()
     expect(page.locator("#progress li.done")).to_have_count(1)
     expect_size(page, "photo.jpg", len(b"newest"))
     # and skip: nothing sent
-    page.set_input_files("#upload input[type=file]", str(fresh))
+    page.set_input_files("#upload input[name=file]", str(fresh))
     page.click("#upload button[type=submit]")
     page.locator("#progress li.conflict").get_by_role("button", name="Skip").click()
     expect(page.locator("#progress li.skipped")).to_contain_text("fresh.txt — skipped")

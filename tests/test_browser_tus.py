@@ -56,7 +56,7 @@ def test_a_large_file_goes_in_parts_and_survives_a_dropped_request(backend, brow
 
         page.route(re.compile(r".*/uploads/.*"), drop_the_second)
         page.goto(server.url + "files/")
-        page.set_input_files("#upload input[type=file]", str(src))
+        page.set_input_files("#upload input[name=file]", str(src))
         page.click("#upload button[type=submit]")
         expect(page.locator("#progress li.done")).to_have_count(1, timeout=60_000)
         expect(file_row(page, "big movie.bin")).to_be_visible()
@@ -91,7 +91,7 @@ def test_an_upload_continues_after_a_reload(backend, browser, tmp_path):
 
         page.route(re.compile(r".*/uploads/.*"), network_gone_after_three_parts)
         page.goto(server.url + "files/")
-        page.set_input_files("#upload input[type=file]", str(src))
+        page.set_input_files("#upload input[name=file]", str(src))
         page.click("#upload button[type=submit]")
         for _ in range(600):  # three parts stored, the fourth failing
             if len(offsets) > 3:
@@ -104,12 +104,48 @@ def test_an_upload_continues_after_a_reload(backend, browser, tmp_path):
         page.on("request", lambda r: r.method == "PATCH" and resumed.append(
             r.headers.get("upload-offset")))
         page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
-        page.set_input_files("#upload input[type=file]", str(src))  # the same file again
+        page.set_input_files("#upload input[name=file]", str(src))  # the same file again
         page.click("#upload button[type=submit]")
         expect(page.locator("#progress li.done")).to_have_count(1, timeout=60_000)
         assert len(posts) == 1, posts  # one upload, continued
         assert resumed and resumed[0] == str(3 * MiB), resumed
         assert stored_sha256(server.url + "files/backup.tar") == hashlib.sha256(data).hexdigest()
         only_dropped_requests_failed(watch, server.url)
+    finally:
+        server.stop()
+
+
+def test_a_folder_chosen_or_files_dropped_keep_their_structure(backend, browser, tmp_path):
+    server = tus_server(backend, tmp_path)
+    try:
+        page, watch = new_page(browser)
+        tree = tmp_path / "album"
+        contents = {"album/a.txt": b"a\n", "album/2025/b.bin": os.urandom(1000),
+                    "album/2025/june/c.bin": os.urandom(2 * MiB + 3)}  # c goes through tus
+        for name, data in contents.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(data)
+        page.goto(server.url + "files/inbox/")
+        page.set_input_files("#upload input.folder", str(tree))
+        page.click("#upload button[type=submit]")
+        expect(page.locator("#progress li.done")).to_have_count(3, timeout=60_000)
+        for name, data in contents.items():
+            assert stored_sha256(server.url + "files/inbox/" + name) == \
+                hashlib.sha256(data).hexdigest(), name
+
+        # two files dropped on the form (a DataTransfer made in the page)
+        dropped = page.evaluate_handle("""() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["one"], "one.txt", {type: "text/plain"}));
+            dt.items.add(new File([new Uint8Array(1500000)], "two.bin"));
+            return dt; }""")
+        page.dispatch_event("#upload", "drop", {"dataTransfer": dropped})
+        expect(page.locator("#progress li.done")).to_have_count(2, timeout=60_000)
+        assert stored_sha256(server.url + "files/inbox/one.txt") == \
+            hashlib.sha256(b"one").hexdigest()
+        assert stored_sha256(server.url + "files/inbox/two.bin") == \
+            hashlib.sha256(bytes(1500000)).hexdigest()
+        expect(file_row(page, "inbox/one.txt")).to_be_visible()
+        watch.check(server.url)
     finally:
         server.stop()

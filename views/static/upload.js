@@ -117,32 +117,34 @@
     item.className = ok ? "done" : "failed";
     if (ok) item.querySelector("progress").value = 100;
     item.querySelector(".label").textContent = " " + name + " — " + (ok ? "done" +
-      (stored && stored !== name ? ", stored as " + stored : "") : why);
+      (stored && stored !== name.split("/").pop() ? ", stored as " + stored : "") : why);
     return ok;
   }
 
-  function sendResumable(file, item, keep) {
+  function sendResumable(pick, item, keep) {
+    var file = pick.file;
     var bar = item.querySelector("progress");
-    var folder = decodeURIComponent(folderUrl.replace(/^\/files\/?/, ""));
+    var path = decodeURIComponent(folderUrl.replace(/^\/files\/?/, "")) + pick.name;
+    var cut = path.lastIndexOf("/");
     return new Promise(function (resolve) {
       var upload = new window.tus.Upload(file, {
         endpoint: resumable,
         chunkSize: chunkSize,
         retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000],
         removeFingerprintOnSuccess: true,
-        metadata: {filename: file.name, folder: folder, filetype: file.type,
-                   exists: keep ? "keep" : "replace"},
+        metadata: {filename: path.slice(cut + 1), folder: path.slice(0, Math.max(cut, 0)),
+                   filetype: file.type, exists: keep ? "keep" : "replace"},
         headers: csrfMeta ? {"X-CSRF-Token": csrfMeta.content} : {},
         onProgress: function (sent, total) { bar.value = Math.round((100 * sent) / total); },
         onSuccess: function (payload) {
           var where = payload && payload.lastResponse &&
             payload.lastResponse.getHeader("Content-Location");
           var stored = where && decodeURIComponent(where.split("/").pop());
-          resolve(finished(item, file.name, stored, true));
+          resolve(finished(item, pick.name, stored, true));
         },
         onError: function (error) {
           var answer = error.originalResponse;
-          resolve(finished(item, file.name, null, false, answer
+          resolve(finished(item, pick.name, null, false, answer
             ? errorOf(answer.getStatus(), answer.getBody(), "HTTP " + answer.getStatus())
             : "connection failed"));
         }
@@ -155,13 +157,14 @@
     });
   }
 
-  function send(file, item, keep) {
-    if (resumable && file.size > chunkSize) return sendResumable(file, item, keep);
+  function send(pick, item, keep) {
+    var file = pick.file;
+    if (resumable && file.size > chunkSize) return sendResumable(pick, item, keep);
     var bar = item.querySelector("progress");
     return new Promise(function (resolve) {
       var xhr = new XMLHttpRequest();
       // keep: the server picks the free "name (n).ext" as it stores
-      xhr.open("PUT", fileUrl(file.name) + (keep ? "?exists=keep" : ""));
+      xhr.open("PUT", fileUrl(pick.name) + (keep ? "?exists=keep" : ""));
       var h = headers("application/json");
       Object.keys(h).forEach(function (k) { xhr.setRequestHeader(k, h[k]); });
       if (file.type) xhr.setRequestHeader("Content-Type", file.type);
@@ -170,38 +173,103 @@
       };
       xhr.onload = function () {
         var ok = xhr.status === 200 || xhr.status === 201;
-        resolve(finished(item, file.name, ok && JSON.parse(xhr.responseText).name.split("/").pop(),
+        resolve(finished(item, pick.name, ok && JSON.parse(xhr.responseText).name.split("/").pop(),
                          ok, errorOf(xhr.status, xhr.responseText, xhr.statusText)));
       };
-      xhr.onerror = function () { resolve(finished(item, file.name, null, false, "connection failed")); };
+      xhr.onerror = function () {
+        resolve(finished(item, pick.name, null, false, "connection failed"));
+      };
       xhr.send(file);
     });
   }
 
-  function upload(file, list) {
-    var item = progressItem(file.name, list);
-    return exists(file.name)
-      .then(function (taken) { return taken ? ask(item, file.name) : "replace"; })
+  function upload(pick, list) {
+    var item = progressItem(pick.name, list);
+    return exists(pick.name)
+      .then(function (taken) { return taken ? ask(item, pick.name) : "replace"; })
       .then(function (answer) {
-        if (answer !== "skip") return send(file, item, answer === "keep");
+        if (answer !== "skip") return send(pick, item, answer === "keep");
         item.className = "skipped";
-        item.querySelector(".label").textContent = " " + file.name + " — skipped";
+        item.querySelector(".label").textContent = " " + pick.name + " — skipped";
         return false;
       });
   }
 
-  form.addEventListener("submit", function (event) {
-    var input = form.querySelector("input[type=file]");
-    if (!input.files.length) return;
-    event.preventDefault();
+  // What to upload: {file, name}, the name relative to this folder; a chosen or
+  // dropped folder keeps its structure.
+  function picks(files) {
+    return Array.prototype.map.call(files, function (f) {
+      return {file: f, name: f.webkitRelativePath || f.name};
+    });
+  }
+
+  function walk(entry, dir) {  // a dropped file or folder -> a promise of picks
+    if (entry.isFile) {
+      return new Promise(function (resolve, reject) {
+        entry.file(function (f) { resolve([{file: f, name: dir + f.name}]); }, reject);
+      });
+    }
+    var reader = entry.createReader();
+    var found = [];
+    return new Promise(function (resolve, reject) {
+      (function more() {  // readEntries gives a batch at a time, until an empty one
+        reader.readEntries(function (batch) {
+          if (batch.length) {
+            found = found.concat(Array.prototype.slice.call(batch));
+            return more();
+          }
+          Promise.all(found.map(function (e) { return walk(e, dir + entry.name + "/"); }))
+            .then(function (lists) { resolve([].concat.apply([], lists)); }, reject);
+        }, reject);
+      })();
+    });
+  }
+
+  function start(chosen) {
+    if (!chosen.length) return;
     var list = document.getElementById("progress");
-    var files = Array.prototype.slice.call(input.files);
-    input.value = "";
     // the last batch's finished items make way; running ones stay
     list.querySelectorAll("li.done, li.failed, li.skipped").forEach(function (li) { li.remove(); });
-    Promise.all(files.map(function (f) { return upload(f, list); })).then(function (results) {
+    Promise.all(chosen.map(function (p) { return upload(p, list); })).then(function (results) {
       if (results.some(Boolean)) refreshEntries();
     });
+  }
+
+  var fileInput = form.querySelector("input[type=file]");
+  var folderInput = element("input");  // only with JavaScript: the form posts files alone
+  folderInput.type = "file";
+  folderInput.webkitdirectory = true;
+  folderInput.multiple = true;
+  folderInput.className = "folder";
+  folderInput.setAttribute("aria-label", "A folder to upload");
+  var folderLabel = element("label", "folder", "Folder: ");
+  folderLabel.appendChild(folderInput);
+  fileInput.after(folderLabel);
+  fileInput.required = false;  // a folder alone is enough
+  form.querySelector(".hint").after(element("span", "drop-hint", " or drop files and folders here"));
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var chosen = picks(fileInput.files).concat(picks(folderInput.files));
+    fileInput.value = folderInput.value = "";
+    start(chosen);
+  });
+
+  form.addEventListener("dragover", function (event) {
+    event.preventDefault();
+    form.classList.add("dragging");
+  });
+  form.addEventListener("dragleave", function () { form.classList.remove("dragging"); });
+  form.addEventListener("drop", function (event) {
+    event.preventDefault();
+    form.classList.remove("dragging");
+    var items = Array.prototype.slice.call(event.dataTransfer.items || []);
+    var entries = items.map(function (i) { return i.webkitGetAsEntry && i.webkitGetAsEntry(); })
+      .filter(Boolean);
+    if (!entries.length) return start(picks(event.dataTransfer.files));
+    Promise.all(entries.map(function (e) { return walk(e, ""); })).then(function (lists) {
+      start([].concat.apply([], lists));
+    }, function (e) { showError("Could not read what was dropped: " + e.message); });
   });
 
   // -- delete ------------------------------------------------------------------
