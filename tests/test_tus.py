@@ -223,3 +223,44 @@ def test_an_unfinished_upload_expires_and_leaves_nothing(store):
     assert parts.sweep() == 1
     assert store.list(PARTS, limit=100).files == [] and parts.get(upload.id) is None
     assert not store.exists("x.bin")
+
+
+def test_names_owners_roles_and_the_limit_apply_from_the_first_request(backend, tmp_path):
+    config = backend.config(tmp_path / "srv").replace(
+        "[fileserver]\n", "[fileserver]\nmax_upload_size = 1M\n", 1)
+    server = start_server(tmp_path / "srv", config)
+    ini = server.workdir / "fileserver.ini"
+    for name, role in (("ann", "writer"), ("bob", "writer"), ("rita", "reader")):
+        added = subprocess.run([sys.executable, "-m", "fileserver", "user", "--config", str(ini),
+                                "add", name, "--role", role, "--password-stdin"],
+                               input=f"{name}-password\n", capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+
+    def as_user(name: str) -> dict:
+        token = base64.b64encode(f"{name}:{name}-password".encode()).decode()
+        return {**TUS, "Authorization": f"Basic {token}"}
+
+    def start(user: str | None, length: int, filename: str) -> tuple[int, dict, bytes]:
+        headers = as_user(user) if user else dict(TUS)
+        return request(server.url, "POST", "/uploads/", headers={
+            **headers, "Upload-Length": str(length), "Upload-Metadata": metadata(
+                filename=filename)})
+    try:
+        assert start(None, 3, "a.txt")[0] == 401
+        assert start("rita", 3, "a.txt")[0] == 403  # a reader
+        assert start("ann", 2 * MiB, "big.bin")[0] == 413  # over max_upload_size
+        status, headers, _ = start("ann", 5, "anns.txt")
+        assert status == 201
+        path = urlsplit(headers["location"]).path
+        status, _, _ = request(server.url, "PATCH", path, b"hello",
+                               {**as_user("bob"), **PART, "Upload-Offset": "0"})
+        assert status == 404  # not bob's upload
+        status, _, _ = request(server.url, "PATCH", path, b"hello",
+                               {**as_user("ann"), **PART, "Upload-Offset": "0"})
+        assert status == 204
+        listing = json.loads(request(server.url, "GET", "/files/?format=json",
+                                     headers=as_user("ann"))[2])
+        assert [f["owner"] for f in listing["files"] if f["name"] == "anns.txt"] == ["ann"]
+        assert start("bob", 3, "anns.txt")[0] == 403  # ann's file: refused before any byte
+    finally:
+        server.stop()
