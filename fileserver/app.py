@@ -22,6 +22,7 @@ from .backends import open_store
 from .config import Settings
 from .errors import Error
 from .features import Running, start_features
+from .listing import RESUMABLE
 from .serving import send_asset
 from .store import Store
 from .throttle import Throttle
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     plugin.features = running  # shut down before the store closes
     app.config["fileserver.features"] = running
     app.config["fileserver.nav"] = tuple(running.nav)  # views/base.tpl: every page's header
+    app.config[RESUMABLE] = running.resumable  # the listing's upload form
     app.config[openapi.PLUGIN_PARTS] = tuple(running.openapi_parts())
     openapi.add_route(app)
     return app

@@ -37,6 +37,8 @@ HOOKS: dict[str, str] = {
     "nav": "(url, label) links for every page's header",
     "openapi": "its part of /openapi.json: {'paths': ..., 'schemas': ...}",
     "routes": "add its routes to the one app (app.route; never a mounted sub-app)",
+    "resumable": "where it takes resumable uploads, for the upload page: "
+                 "{'endpoint': path, 'chunk_size': bytes}, or None",
     "init_db": "set-up beyond its collections for `fileserver init-db`; lines for people",
     "startup": "once the app is built, before serving: start background work",
     "shutdown": "on Ctrl-C, SIGTERM or app close: stop background work cleanly",
@@ -70,6 +72,9 @@ class Feature:
 
     def routes(self, app: Any, context: Context) -> None:
         pass
+
+    def resumable(self, context: Context) -> dict[str, Any] | None:
+        return None
 
     def init_db(self, context: Context) -> list[str]:
         return []
@@ -145,6 +150,12 @@ class Running:
     @property
     def nav(self) -> list[tuple[str, str]]:
         return [link for feature, _ in self.pairs for link in feature.nav]
+
+    @property
+    def resumable(self) -> dict[str, Any] | None:
+        """The first feature's resumable-upload endpoint, if one has it."""
+        return next((found for feature, context in self.pairs
+                     if (found := feature.resumable(context))), None)
 
     def openapi_parts(self) -> list[dict[str, Any]]:
         return [part for feature, _ in self.pairs if (part := feature.openapi())]

@@ -55,8 +55,8 @@ def _next_url(listing: Listing, **query: str) -> str | None:
     return request.path + "?" + urlencode({**query, "after": listing.next_after})
 
 
-#: Where a feature plugin offering resumable uploads (fileserver_tus) tells the
-#: listing's page about them: {"endpoint": URL, "chunk_size": bytes}.
+#: The app.config key for a feature's resumable uploads (its ``resumable``
+#: hook: {"endpoint": path, "chunk_size": bytes}), which the upload form uses.
 RESUMABLE = "fileserver.resumable"
 
 

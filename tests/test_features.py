@@ -49,6 +49,9 @@ class Probe(Feature):
 
         app.route("/probe", "GET", probe)
 
+    def resumable(self, context):
+        return {"endpoint": "/probe/uploads/", "chunk_size": context.options["limit"]}
+
     def init_db(self, context):
         self.calls.append("init_db")
         return [f"probe ready with {context.options['limit']} bytes"]
@@ -82,6 +85,7 @@ def test_every_hook_is_exercised(make_store, monkeypatch):
     assert body["options"] == {"limit": 2048, "count": 3} and body["found"] == 1
     page = client.get("/files/", headers={"Accept": "text/html"}).text
     assert 'href="/probe"' in page and "the probe" in page  # nav
+    assert 'data-resumable="/probe/uploads/" data-chunk-size="2048"' in page
     assert "/probe" in client.get("/openapi.json").json["paths"]
     assert init_db_lines(settings, store) == ["probe: probe ready with 2048 bytes"]
     app.close()
@@ -123,10 +127,11 @@ def test_backend_options_are_typed_with_their_source(tmp_path):
 
 def test_the_mosaic_uses_only_the_interface():
     """No app.config keys, no bottle.HTTPError, no backend module: only the
-    Feature hooks, the two contracts and the error vocabulary."""
-    source = "\n".join(p.read_text() for p in (ROOT / "plugins" / "fileserver_mosaic").glob("*.py"))
-    assert "app.config" not in source and "HTTPError" not in source
-    assert not re.search(r"fileserver_(embedded|couchdb|gridfs)", source)
+    Feature hooks, the two contracts and the error vocabulary (the tus plugin too)."""
+    for plugin in ("fileserver_mosaic", "fileserver_tus"):
+        source = "\n".join(p.read_text() for p in (ROOT / "plugins" / plugin).glob("*.py"))
+        assert "app.config" not in source and "HTTPError" not in source, plugin
+        assert not re.search(r"fileserver_(embedded|couchdb|gridfs)", source), plugin
     from fileserver_mosaic import Mosaic, plugin
 
     assert isinstance(plugin, Mosaic)

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from conftest import start_server
 from fileserver_tus.parts import COLLECTION, PARTS, Parts, Resumable, new_id, part_folder
@@ -109,6 +109,13 @@ def test_the_protocol_answers(live_server):
     status, _, body = request(url, "GET", path)  # done, and says so until it expires
     assert status == 200 and json.loads(body)["done"] is True
     assert offset_of(url, path) == len(data)
+
+    path = create(url, 3, filename="greeting.txt", folder="inbox", exists="keep")
+    status, headers, _ = request(url, "PATCH", path, b"two", {**PART, "Upload-Offset": "0"})
+    assert status == 204  # both kept: the new one under the first free name
+    assert unquote(urlsplit(headers["content-location"]).path) == "/files/inbox/greeting (1).txt"
+    assert json.loads(request(url, "GET", path)[2])["name"] == "inbox/greeting (1).txt"
+    assert request(url, "GET", "/files/inbox/greeting.txt")[2] == data
 
     # creation-with-upload, then termination
     status, headers, _ = request(url, "POST", "/uploads/", b"abc", {
@@ -233,7 +240,8 @@ def test_names_owners_roles_and_the_limit_apply_from_the_first_request(backend, 
     for name, role in (("ann", "writer"), ("bob", "writer"), ("rita", "reader")):
         added = subprocess.run([sys.executable, "-m", "fileserver", "user", "--config", str(ini),
                                 "add", name, "--role", role, "--password-stdin"],
-                               input=f"{name}-password\n", capture_output=True, text=True, timeout=60)
+                               input=f"{name}-password\n", capture_output=True, text=True,
+                               timeout=60)
         assert added.returncode == 0, added.stderr
 
     def as_user(name: str) -> dict:

@@ -35,10 +35,9 @@ from fileserver.errors import (BadRequest, Conflict, Error, FileNotFound, NotFou
                                UnsupportedMediaType)
 from fileserver.features import Context, Feature
 from fileserver.files import client_type, put_owned
-from fileserver.listing import RESUMABLE
 from fileserver.options import Option, seconds, size
 from fileserver.store import Store, too_large_message, validate_name
-from fileserver.web import check_public, describe, json_response, site_url
+from fileserver.web import check_public, file_url, json_response, site_url
 
 from .parts import CHECKSUMS, COLLECTION, Parts, Resumable, new_id, parse_checksum
 
@@ -136,13 +135,15 @@ def state_headers(upload: Resumable) -> None:
 
 
 def finisher(store: Store, upload: Resumable):
-    """How the last part stores the file: as a PUT by the upload's sender."""
-    def finish(whole_file) -> None:
+    """How the last part stores the file: as a PUT by the upload's sender.
+    Returns the name it got (with exists=keep, maybe 'name (1).ext')."""
+    def finish(whole_file) -> str:
         try:
-            put_owned(store, upload.name, whole_file, upload.exists, length=upload.length,
-                      content_type=upload.content_type)
+            info, _ = put_owned(store, upload.name, whole_file, upload.exists,
+                                length=upload.length, content_type=upload.content_type)
         finally:
             whole_file.close()
+        return info.name
     return finish
 
 
@@ -232,7 +233,7 @@ def patch_upload(ctx: Context, store: Store, upload_id: str):
     for key, value in expires_header(upload).items():
         response.set_header(key, value)
     if upload.done:
-        response.set_header("Content-Location", describe(store.info(upload.name))["url"])
+        response.set_header("Content-Location", file_url(upload.name))
     return ""
 
 
@@ -264,7 +265,6 @@ class Tus(Feature):
     def routes(self, app: Bottle, ctx: Context) -> None:
         ctx.state["parts"] = Parts(ctx.store, ctx.documents, ctx.options["expiration"])
         app.add_hook("after_request", tus_headers)
-        app.config[RESUMABLE] = {"endpoint": "/uploads/", "chunk_size": ctx.options["chunk_size"]}
         for path, method, callback in [
                 ("/uploads/", "OPTIONS", options_uploads), ("/uploads/", "POST", post_upload),
                 ("/uploads/<upload_id>", "OPTIONS", options_uploads),
@@ -272,6 +272,9 @@ class Tus(Feature):
                 ("/uploads/<upload_id>", "PATCH", patch_upload),
                 ("/uploads/<upload_id>", "DELETE", delete_upload)]:
             app.route(path, method, functools.partial(callback, ctx))
+
+    def resumable(self, ctx: Context) -> dict:
+        return {"endpoint": "/uploads/", "chunk_size": ctx.options["chunk_size"]}
 
     def openapi(self):
         from .openapi import PART  # the routes' description in /openapi.json

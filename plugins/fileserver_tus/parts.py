@@ -146,9 +146,10 @@ class Parts:
         return Resumable.from_doc(doc)
 
     def append(self, upload: Resumable, body: BinaryIO, checksum: tuple[str, bytes] | None,
-               finish: Callable[[BinaryIO], Any]) -> Resumable:
+               finish: Callable[[BinaryIO], str]) -> Resumable:
         """Store ``body`` as the part at ``upload.offset``; on the last byte,
-        ``finish(whole)`` stores the file from all parts. Returns the new state."""
+        ``finish(whole)`` stores the file from all parts and returns the name
+        it got (another, if both were kept). Returns the new state."""
         received = Received(body, upload.length - upload.offset,
                             checksum[0] if checksum else None)
         part = f"{part_folder(upload.id)}{upload.offset:020d}-{secrets.token_hex(4)}"
@@ -165,10 +166,9 @@ class Parts:
             parts = upload.parts + [[part, received.size]]
             offset = upload.offset + received.size
             done = offset == upload.length
-            if done:
-                finish(Joined(self.store, [name for name, _ in parts]))
+            name = finish(Joined(self.store, [n for n, _ in parts])) if done else upload.name
             moved = Resumable(**{**upload.__dict__, "offset": offset, "done": done,
-                                 "parts": [] if done else parts})
+                                 "parts": [] if done else parts, "name": name})
             try:
                 doc = self.documents.replace(COLLECTION, upload.id, moved.body(),
                                              upload.version,
@@ -183,10 +183,10 @@ class Parts:
             self.remove_parts(upload.id)
         return Resumable.from_doc(doc)
 
-    def finish_empty(self, upload: Resumable, finish: Callable[[BinaryIO], Any]) -> Resumable:
+    def finish_empty(self, upload: Resumable, finish: Callable[[BinaryIO], str]) -> Resumable:
         """An upload of length 0 is done when it is made."""
-        finish(Joined(self.store, []))
-        done = Resumable(**{**upload.__dict__, "done": True})
+        name = finish(Joined(self.store, []))
+        done = Resumable(**{**upload.__dict__, "done": True, "name": name})
         return Resumable.from_doc(self.documents.replace(
             COLLECTION, upload.id, done.body(), upload.version,
             expires=time.time() + self.expiration))
