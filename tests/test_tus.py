@@ -222,7 +222,7 @@ def test_an_unfinished_upload_expires_and_leaves_nothing(store):
     documents.declare(COLLECTION)
     parts = Parts(store, documents, expiration=-1)  # expired as soon as it is made
     upload = parts.create(Resumable(id=new_id(), length=10, name="x.bin", owner=None,
-                                    metadata="", content_type=None, exists=None))
+                                    metadata="", content_type=None, exists="replace"))
     upload = parts.append(upload, io.BytesIO(b"abc"), None, finish=lambda whole: None)
     assert upload.offset == 3 and upload.expired
     store.put(part_folder(new_id()) + "0-stray", io.BytesIO(b"zz"))  # no upload names it

@@ -190,8 +190,8 @@ def post_upload(ctx: Context, store: Store):
     raw = request.get_header("Upload-Metadata", "")
     metadata = parse_metadata(raw)
     name = target_name(metadata)
-    exists = metadata.get("exists") or None
-    if exists not in (None, "keep", "replace"):
+    exists = metadata.get("exists") or "replace"  # as a PUT without ?exists=
+    if exists not in ("keep", "replace"):
         raise BadRequest(f"Upload-Metadata: exists is keep or replace, not {exists!r}.")
     if exists != "keep":  # refused now, not after the last byte
         try:

@@ -51,7 +51,7 @@ class Resumable:
     owner: str | None
     metadata: str  # Upload-Metadata as the client sent it
     content_type: str | None
-    exists: str | None  # keep or replace, as a PUT's ?exists=
+    exists: str  # keep or replace, as a PUT's ?exists=
     offset: int = 0
     parts: list[list[Any]] = field(default_factory=list)  # [part name, size], in order
     done: bool = False
