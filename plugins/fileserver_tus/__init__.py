@@ -115,14 +115,19 @@ def upload_url(upload_id: str) -> str:
     return f"{site_url()}/uploads/{upload_id}"
 
 
-def expires_header(upload: Resumable) -> dict[str, str]:
-    return {"Upload-Expires": email.utils.formatdate(upload.expires, usegmt=True)}
+def expires(upload: Resumable) -> str:
+    """When it is dropped if no part arrives: Upload-Expires, an HTTP date."""
+    return email.utils.formatdate(upload.expires, usegmt=True)
+
+
+def sends_part() -> bool:
+    return request.get_header("Content-Type", "").split(";")[0].strip().lower() == PART_TYPE
 
 
 def state(upload: Resumable) -> dict:
     return {"id": upload.id, "url": upload_url(upload.id), "offset": upload.offset,
             "length": upload.length, "name": upload.name, "done": upload.done,
-            "expires": email.utils.formatdate(upload.expires, usegmt=True)}
+            "expires": expires(upload)}
 
 
 def state_headers(upload: Resumable) -> None:
@@ -130,8 +135,7 @@ def state_headers(upload: Resumable) -> None:
     response.set_header("Upload-Length", str(upload.length))
     if upload.metadata:
         response.set_header("Upload-Metadata", upload.metadata)
-    for key, value in expires_header(upload).items():
-        response.set_header(key, value)
+    response.set_header("Upload-Expires", expires(upload))
 
 
 def finisher(store: Store, upload: Resumable):
@@ -161,7 +165,7 @@ def find(ctx: Context, upload_id: str) -> Resumable:
 
 
 def patch_part(ctx: Context, store: Store, upload: Resumable) -> Resumable:
-    if request.get_header("Content-Type", "").split(";")[0].strip().lower() != PART_TYPE:
+    if not sends_part():
         raise UnsupportedMediaType(f"A part's Content-Type is {PART_TYPE}.")
     if upload.done:
         raise Conflict(f"The upload is complete: the file is {upload.name!r}.")
@@ -203,10 +207,10 @@ def post_upload(ctx: Context, store: Store):
         id=new_id(), length=length, name=name, owner=user.name if user else None, metadata=raw,
         content_type=file_type(metadata),
         exists=exists))
-    headers = {"Location": upload_url(upload.id), **expires_header(upload)}
+    headers = {"Location": upload_url(upload.id), "Upload-Expires": expires(upload)}
     if length == 0:
         upload = ctx.state["parts"].finish_empty(upload, finisher(store, upload))
-    elif (request.get_header("Content-Type") or "").split(";")[0].strip().lower() == PART_TYPE:
+    elif sends_part():
         upload = patch_part(ctx, store, upload)  # creation-with-upload
         headers["Upload-Offset"] = str(upload.offset)
     return json_response(state(upload), 201, **headers)
@@ -230,8 +234,7 @@ def patch_upload(ctx: Context, store: Store, upload_id: str):
     upload = patch_part(ctx, store, upload)
     response.status = 204
     response.set_header("Upload-Offset", str(upload.offset))
-    for key, value in expires_header(upload).items():
-        response.set_header(key, value)
+    response.set_header("Upload-Expires", expires(upload))
     if upload.done:
         response.set_header("Content-Location", file_url(upload.name))
     return ""

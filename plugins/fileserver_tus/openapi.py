@@ -14,6 +14,14 @@ UPLOAD_ID = path_param("upload_id", "The upload's id (from its Location).",
                        {"type": "string", "pattern": "^[0-9a-f]{32}$"})
 ANSWER_HEADERS = {"Tus-Resumable": header("1.0.0")}
 EXPIRES = header("When the upload is dropped if no part arrives (an HTTP date).")
+
+
+def byte_count(name: str, description: str) -> dict:
+    """A required request header holding a number of bytes."""
+    return {"name": name, "in": "header", "required": True, "description": description,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+
+
 OFFSET = header("Bytes stored so far.", {"type": "string", "pattern": "^[0-9]+$"})
 TUS_ERRORS = {
     410: error("The upload expired.", ANSWER_HEADERS),
@@ -52,9 +60,7 @@ PATHS = {
             "summary": "Start a resumable upload (tus creation)", "operationId": "createUpload",
             "parameters": [
                 TUS_RESUMABLE,
-                {"name": "Upload-Length", "in": "header", "required": True,
-                 "description": "The file's size in bytes.",
-                 "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                byte_count("Upload-Length", "The file's size in bytes."),
                 {"name": "Upload-Metadata", "in": "header", "required": True,
                  "description": "key base64-value pairs, comma-separated: filename (the "
                                 "name), folder, filetype, exists (keep or replace).",
@@ -86,9 +92,7 @@ PATHS = {
             "summary": "Send the next part (tus core)", "operationId": "sendPart",
             "parameters": [
                 TUS_RESUMABLE,
-                {"name": "Upload-Offset", "in": "header", "required": True,
-                 "description": "Where the part starts: the upload's offset.",
-                 "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                byte_count("Upload-Offset", "Where the part starts: the upload's offset."),
                 request_header("Upload-Checksum", "algorithm base64-digest of the part."),
             ],
             "requestBody": {"required": True, "content": PART_BODY},

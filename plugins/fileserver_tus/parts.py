@@ -23,7 +23,7 @@ import binascii
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Callable
 
 from fileserver.documents import Documents, VersionConflict
@@ -167,8 +167,8 @@ class Parts:
             offset = upload.offset + received.size
             done = offset == upload.length
             name = finish(Joined(self.store, [n for n, _ in parts])) if done else upload.name
-            moved = Resumable(**{**upload.__dict__, "offset": offset, "done": done,
-                                 "parts": [] if done else parts, "name": name})
+            moved = replace(upload, offset=offset, done=done, parts=[] if done else parts,
+                            name=name)
             try:
                 doc = self.documents.replace(COLLECTION, upload.id, moved.body(),
                                              upload.version,
@@ -186,7 +186,7 @@ class Parts:
     def finish_empty(self, upload: Resumable, finish: Callable[[BinaryIO], str]) -> Resumable:
         """An upload of length 0 is done when it is made."""
         name = finish(Joined(self.store, []))
-        done = Resumable(**{**upload.__dict__, "done": True, "name": name})
+        done = replace(upload, done=True, name=name)
         return Resumable.from_doc(self.documents.replace(
             COLLECTION, upload.id, done.body(), upload.version,
             expires=time.time() + self.expiration))
